@@ -1,0 +1,107 @@
+"""Aesthetic value mixing: a training-free approximation of VMix (Wu et al., arXiv 2412.20800).
+
+In a selected cross-attention layer with content context c (keys and values) and an aesthetic
+embedding e (an encoded aesthetic description, minus the encoded empty prompt when ``baseline`` is
+given), the rows of cond chunks compute
+
+    A   = softmax(Q K_c^T / sqrt(d)),  K_c = to_k(c)          (the content prompt's attention map)
+    out = A (V_c + s * V_aes),         V_c = to_v(c),  V_aes = value_branch(to_v, align(e))
+
+and uncond rows keep out = A V_c, so classifier-free guidance pushes towards the aesthetic like any
+positive-prompt term. The training-free ``value_branch`` is the layer's own value projection, so
+V_c + s V_aes = to_v(c + s e) (to_v has no bias). VMix itself trains a zero-initialised branch;
+a trained adapter plugs in as another ``value_branch(to_v, e) -> V_aes``. Because the rows of A sum
+to 1, any affine branch applied after attention (A V_aes W + b) can be written as one applied to
+V_aes before it, so this slot holds the paper's form too.
+
+``align`` matches the aesthetic tokens to the content length T the way ComfyUI joins conds of
+different lengths: both are repeated to lcm(T_e, T). Repeating the content k times leaves attention
+unchanged, so it is the same as giving content token j the mean of the aesthetic tokens at
+positions j, j + T, ... of the repeated aesthetic (a plain tile when T_e divides T).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Callable
+
+import torch
+
+from .controls import AttentionControl
+from .layers import LayerSelection
+from .rows import ChunkLayout
+from .schedule import Window
+
+# value_branch(to_v, aesthetic) -> values: to_v is the layer's value projection (comfy.ops, LoRA-aware)
+ValueBranch = Callable[[Callable, torch.Tensor], torch.Tensor]
+
+
+def layer_values(to_v: Callable, aesthetic: torch.Tensor) -> torch.Tensor:
+    """The training-free branch: the aesthetic embedding through the layer's own value projection."""
+    return to_v(aesthetic)
+
+
+def align_tokens(x: torch.Tensor, length: int) -> torch.Tensor:
+    """(rows, T_e, D) -> (rows, length, D): repeat to lcm(T_e, length), fold the repeats by their mean."""
+    tokens = x.shape[1]
+    if tokens == length:
+        return x
+    common = math.lcm(tokens, length)
+    tiled = x.repeat(1, common // tokens, 1)
+    if common == length:
+        return tiled
+    return tiled.reshape(x.shape[0], common // length, length, x.shape[2]).mean(dim=1)
+
+
+def mix_values(v: torch.Tensor, aesthetic_values: torch.Tensor, strength: float, layout: ChunkLayout) -> torch.Tensor:
+    """V + s * V_aes on the rows of cond chunks; uncond rows are returned bit for bit.
+
+    ``aesthetic_values`` is (1 or B, T, D) with B the latent rows per chunk.
+    """
+    cond_rows = layout.rows_of(0)
+    if not cond_rows:
+        return v
+    per_chunk = (strength * aesthetic_values).expand(layout.rows, -1, -1)
+    if len(cond_rows) == v.shape[0]:
+        return v + per_chunk.repeat(layout.chunks, 1, 1)
+    added = per_chunk.repeat(len(cond_rows) // layout.rows, 1, 1)
+    index = torch.tensor(cond_rows, device=v.device)
+    return v.index_add(0, index, added)
+
+
+def attention_module(diffusion_model, key: tuple, slot: str = "attn2"):
+    """The CrossAttention module of a UNet at replace key (block, block_id, index)."""
+    kind, block_id, index = key
+    if kind == "middle":
+        block = diffusion_model.middle_block
+    else:
+        block = (diffusion_model.input_blocks if kind == "input" else diffusion_model.output_blocks)[block_id]
+    for layer in block:
+        blocks = getattr(layer, "transformer_blocks", None)
+        if blocks is not None:
+            return getattr(blocks[index], slot)
+    raise LookupError(f"no transformer block at {key}")
+
+
+@dataclass(frozen=True)
+class AestheticMixControl(AttentionControl):
+    aesthetic: torch.Tensor = field(default=None, compare=False, repr=False)  # (1 or B, T_e, D) context space
+    strength: float = 1.0
+    value_branch: ValueBranch = layer_values
+    layers: LayerSelection = LayerSelection()
+    window: Window = Window()
+    slot: str = "attn2"
+    _cast: dict = field(default_factory=dict, compare=False, repr=False)  # (device, dtype) -> aesthetic
+
+    def aesthetic_as(self, like: torch.Tensor) -> torch.Tensor:
+        key = (like.device, like.dtype)
+        cast = self._cast.get(key)
+        if cast is None:
+            cast = self._cast[key] = self.aesthetic.to(device=like.device, dtype=like.dtype)
+        return cast
+
+    def attend(self, q, k, v, call, next_attention, mask=None):
+        module = attention_module(call.run.diffusion_model, call.key, self.slot)
+        aesthetic_values = align_tokens(self.value_branch(module.to_v, self.aesthetic_as(v)), v.shape[1])
+        mixed = mix_values(v, aesthetic_values, self.strength, call.layout(v.shape[0]))
+        return next_attention(q, k, mixed, call, mask)

@@ -1,0 +1,159 @@
+"""One attention replace per attention layer, running the model's control stack.
+
+Nodes never write ``patches_replace`` themselves. They append controls to a tuple kept under
+:data:`PACK_KEY` in ``model_options["transformer_options"]`` and make sure the pack's single keyed
+APPLY_MODEL wrapper is on the model. On every model evaluation that wrapper installs, in the
+per-call copy of ``transformer_options`` only, one :class:`Dispatcher` for each (slot, layer) that
+some active control selects. Whatever replace was already there (another pack's, in either graph
+order) becomes the dispatcher's base attention, so it keeps running. Layers no control selects are
+left exactly as they were, so neutral settings reproduce vanilla output bit for bit.
+"""
+from __future__ import annotations
+
+import contextvars
+import functools
+import logging
+import weakref
+
+from .controls import AttentionCall, RunInfo
+from .errors import AtelierError
+from .prompt_count import outer_sample_wrapper
+
+try:  # guarded: the maths in this package imports without ComfyUI
+    import comfy.ldm.modules.attention as comfy_attention
+    import comfy.patcher_extension as patcher_extension
+    from comfy.ldm.modules.attention import SpatialTransformer
+    from comfy.ldm.modules.diffusionmodules.openaimodel import UNetModel
+except ImportError:  # pragma: no cover - exercised only outside ComfyUI
+    comfy_attention = patcher_extension = SpatialTransformer = UNetModel = None
+
+log = logging.getLogger("attention_atelier")
+
+PACK_KEY = "attention_atelier"
+RUN_KEY = "attention_atelier.run"
+SUPPORTED = "UNet models: SD1.x, SD2.x and SDXL"
+
+# transformer_options of the model evaluation in progress (read by GroupNorm sharing, whose
+# ResBlocks receive no transformer_options). Set and reset around each evaluation.
+CURRENT_OPTIONS: contextvars.ContextVar = contextvars.ContextVar("attention_atelier_options", default=None)
+
+_layer_key_cache: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+
+
+def layer_keys(diffusion_model) -> tuple:
+    """Every attention layer key (block, block_id, index) of a UNet, in execution order."""
+    cached = _layer_key_cache.get(diffusion_model)
+    if cached is not None:
+        return cached
+    keys = []
+    groups = [("input", list(diffusion_model.input_blocks)), ("middle", [diffusion_model.middle_block]),
+              ("output", list(diffusion_model.output_blocks))]
+    for kind, blocks in groups:
+        for block_id, block in enumerate(blocks):
+            for layer in block:
+                if isinstance(layer, SpatialTransformer):
+                    keys.extend((kind, block_id, i) for i in range(len(layer.transformer_blocks)))
+    _layer_key_cache[diffusion_model] = tuple(keys)
+    return tuple(keys)
+
+
+def require_unet(model, node: str, input_name: str = "model"):
+    diffusion_model = model.get_model_object("diffusion_model")
+    if UNetModel is None or not isinstance(diffusion_model, UNetModel):
+        found = type(diffusion_model).__name__
+        raise AtelierError(node, input_name, f"this model is a {found}; the node supports {SUPPORTED}.",
+                           "load an SD1.5 or SDXL checkpoint, or leave this node out for this model.")
+    return diffusion_model
+
+
+def controls_of(model) -> tuple:
+    return model.model_options.get("transformer_options", {}).get(PACK_KEY, ())
+
+
+def attach(model, *controls, node: str):
+    """A clone of ``model`` with ``controls`` appended to its stack. The input model is unchanged."""
+    require_unet(model, node)
+    patched = model.clone()
+    options = patched.model_options.setdefault("transformer_options", {})
+    options[PACK_KEY] = tuple(options.get(PACK_KEY, ())) + tuple(controls)
+    if not patched.get_wrappers(patcher_extension.WrappersMP.APPLY_MODEL, PACK_KEY):
+        patched.add_wrapper_with_key(patcher_extension.WrappersMP.APPLY_MODEL, PACK_KEY, apply_model_wrapper)
+        patched.add_wrapper_with_key(patcher_extension.WrappersMP.OUTER_SAMPLE, PACK_KEY, outer_sample_wrapper)
+    return patched
+
+
+@functools.lru_cache(maxsize=256)
+def _selected(selection, keys: tuple) -> frozenset:
+    return selection.resolve(list(keys))
+
+
+def apply_model_wrapper(executor, x, t, c_concat, c_crossattn, control, transformer_options, **kwargs):
+    controls = transformer_options.get(PACK_KEY, ())
+    if controls:
+        base_model = executor.class_obj
+        keys = layer_keys(base_model.diffusion_model)
+        run = RunInfo(model_sampling=base_model.model_sampling, sigma=float(t.max()), layer_keys=keys,
+                      sample_sigmas=transformer_options.get("sample_sigmas"),
+                      diffusion_model=base_model.diffusion_model)
+        transformer_options[RUN_KEY] = run
+        active = [c for c in controls if c.active_at(run)]
+        _install_dispatchers(transformer_options, active, keys, run)
+    token = CURRENT_OPTIONS.set(transformer_options)
+    try:
+        return executor(x, t, c_concat, c_crossattn, control, transformer_options, **kwargs)
+    finally:
+        CURRENT_OPTIONS.reset(token)
+
+
+def _install_dispatchers(transformer_options: dict, active: list, keys: tuple, run: RunInfo):
+    replaces = dict(transformer_options.get("patches_replace", {}))
+    for slot in ("attn1", "attn2"):
+        in_slot = [c for c in active if c.slot == slot]
+        if not in_slot:
+            continue
+        table = dict(replaces.get(slot, {}))
+        chosen = [(c, _selected(c.layers, keys)) for c in in_slot]
+        for key in keys:
+            here = tuple(c for c, selected in chosen if key in selected)
+            if here:
+                base = table.get(key, table.get(key[:2]))
+                table[key] = Dispatcher(key, here, base, run)
+        replaces[slot] = table
+    transformer_options["patches_replace"] = replaces
+
+
+class Dispatcher:
+    """The attention replace of one layer for one model evaluation: runs controls in stack order."""
+
+    def __init__(self, key: tuple, controls: tuple, base, run: RunInfo):
+        self.key, self.controls, self.base, self.run = key, controls, base, run
+        self._warned = False
+
+    def __call__(self, q, k, v, extra_options):
+        call = AttentionCall(extra_options=extra_options, key=self.key, run=self.run)
+        attention = self.base_attention
+        for control in reversed(self.controls):
+            attention = functools.partial(_run_control, control, attention)
+        return attention(q, k, v, call)
+
+    def base_attention(self, q, k, v, call: AttentionCall, mask=None):
+        if self.base is not None:
+            if mask is None:
+                return self.base(q, k, v, call.extra_options)
+            if not self._warned:
+                log.warning("attention at %s is replaced by another pack; a masked call (score shift) uses "
+                            "ComfyUI's attention for it instead", self.key)
+                self._warned = True
+        return default_attention(q, k, v, call, mask)
+
+
+def _run_control(control, next_attention, q, k, v, call, mask=None):
+    return control.attend(q, k, v, call, next_attention, mask=mask)
+
+
+def default_attention(q, k, v, call: AttentionCall, mask=None):
+    """ComfyUI's own attention, called exactly as CrossAttention.forward calls it."""
+    options = call.extra_options
+    return comfy_attention.optimized_attention(q, k, v, options["n_heads"], mask=mask,
+                                               attn_precision=options.get("attn_precision"),
+                                               transformer_options=options)

@@ -1,0 +1,169 @@
+"""Spatial-temporal regional cross-attention (after Wu et al., arXiv 2304.03869).
+
+In the cross-attention of every cond row, with D the full prompt and L_i the local prompt of region i:
+
+    O = A(Q, D) + sum_i M_i * c_i(p) * (A(Q, L_i) - A(Q, D))
+
+A(Q, C) = softmax(Q K_C^T / sqrt(d)) V_C with K_C, V_C the layer's own to_k / to_v of C; M_i is the
+region mask resized to the layer's activations (a box gives each cell its covered fraction); c_i is
+the region's weight curve at the step's progress p. The first A(Q, D) is whatever the rest of the
+attention chain returns (another pack's replace included), the differences use plain attention, so a
+foreign contribution such as an image prompt is kept inside regions. Uncond rows are not touched, and
+a query token outside every region gets exactly the chain's output.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Optional
+
+import torch
+import torch.nn.functional as F
+
+from .controls import AttentionControl
+from .dispatcher import default_attention
+from .errors import AtelierError
+from .layers import LayerSelection
+from .schedule import Window
+from .weight_curves import WeightCurve, step_progress
+
+REGION_NODE = "AtelierRegion"
+
+
+@dataclass(frozen=True, eq=False)
+class Region:
+    """One object: its local prompt embedding, where it is, and its weight over the steps."""
+
+    cond: torch.Tensor  # (1, tokens, context_dim): the local prompt as CLIPTextEncode gives it
+    curve: WeightCurve
+    box: Optional[tuple] = None  # (x, y, width, height) in fractions of the image, origin top-left
+    mask: Optional[torch.Tensor] = None  # (H, W) in [0, 1]; used instead of the box when given
+    source: str = REGION_NODE  # the node that made it, for error messages
+    _grids: dict = field(default_factory=dict, repr=False)
+
+    def __deepcopy__(self, memo):
+        return self
+
+    def grid(self, h: int, w: int) -> torch.Tensor:
+        """M_i at an (h, w) activation grid, flattened row-major like the attention tokens."""
+        cached = self._grids.get((h, w))
+        if cached is None:
+            cached = (box_coverage(self.box, h, w) if self.mask is None else resize_mask(self.mask, h, w)).flatten()
+            self._grids[(h, w)] = cached
+        return cached
+
+
+def axis_coverage(start: float, length: float, cells: int) -> torch.Tensor:
+    """Fraction of each of ``cells`` equal cells of [0, 1] that [start, start + length] covers."""
+    edges = torch.linspace(0.0, 1.0, cells + 1, dtype=torch.float64)
+    lo = torch.clamp(edges[:-1], min=start)
+    hi = torch.clamp(edges[1:], max=start + length)
+    return torch.clamp(hi - lo, min=0.0) * cells
+
+
+def box_coverage(box: tuple, h: int, w: int) -> torch.Tensor:
+    x, y, width, height = box
+    return axis_coverage(y, height, h)[:, None] * axis_coverage(x, width, w)[None, :]
+
+
+def resize_mask(mask: torch.Tensor, h: int, w: int) -> torch.Tensor:
+    """Area-average a mask to (h, w): a cell's value is the mean of the mask over it."""
+    mask = mask.to(torch.float32)
+    if tuple(mask.shape) == (h, w):
+        return mask.clamp(0.0, 1.0)
+    return F.interpolate(mask[None, None], size=(h, w), mode="area")[0, 0].clamp(0.0, 1.0)
+
+
+def activation_grid(call, tokens: int) -> tuple:
+    """(h, w) of the layer's activations, whose h * w query tokens are laid out row-major."""
+    shape = call.activations_shape
+    if shape is not None and shape[-2] * shape[-1] == tokens:
+        return shape[-2], shape[-1]
+    original = call.extra_options.get("original_shape")
+    if original is not None:
+        h, w = original[-2], original[-1]
+        while h * w > tokens:
+            h, w = (h + 1) // 2, (w + 1) // 2
+        if h * w == tokens:
+            return h, w
+    raise AtelierError("AtelierRegionalAttention", "model",
+                       f"cannot tell the spatial size of a layer with {tokens} tokens.",
+                       "use an SD1.5 or SDXL UNet with this node.")
+
+
+def cross_attention_module(diffusion_model, key: tuple):
+    """The attn2 module (with its own to_k / to_v) of layer (block, block_id, index)."""
+    kind, block_id, index = key
+    blocks = {"input": diffusion_model.input_blocks, "output": diffusion_model.output_blocks}
+    block = diffusion_model.middle_block if kind == "middle" else blocks[kind][block_id]
+    for layer in block:
+        if hasattr(layer, "transformer_blocks"):
+            return layer.transformer_blocks[index].attn2
+    raise AtelierError("AtelierRegionalAttention", "model", f"layer {key} has no cross-attention.",
+                       "select layers with cross-attention (the default 'all' does).")
+
+
+def project_local_prompt(module, region: Region, like: torch.Tensor):
+    """K_L, V_L of a local prompt through the layer's own projections (comfy.ops: casts, LoRA)."""
+    expected = getattr(module.to_k, "in_features", region.cond.shape[-1])
+    if region.cond.shape[-1] != expected:
+        raise AtelierError(region.source, "conditioning",
+                           f"the local prompt has {region.cond.shape[-1]} channels but this model's "
+                           f"cross-attention takes {expected}.",
+                           "encode the local prompt with the CLIP of the same checkpoint as the model.")
+    context = region.cond.to(device=like.device, dtype=like.dtype)
+    return module.to_k(context), module.to_v(context)
+
+
+def regional_blend(chain_out, q, k, v, rows, regions_and_weights, grid, local_kv, attention):
+    """O = chain_out + sum_i M_i c_i (A(Q, L_i) - A(Q, D)) on the cond ``rows``; other rows as given.
+
+    ``local_kv(region)`` -> (K_L, V_L) of shape (1, T, C); ``attention(q, k, v)`` is plain attention.
+    Only query tokens with M_i c_i != 0 are computed, so tokens outside all regions stay bit-exact.
+    """
+    rows = torch.as_tensor(rows, device=q.device)
+    q_c, k_c, v_c = q[rows], k[rows], v[rows]
+    weighted = [(region, region.grid(*grid).to(q.device, q.dtype) * weight) for region, weight in regions_and_weights]
+    union = torch.zeros(q.shape[1], dtype=torch.bool, device=q.device)
+    for _, m in weighted:
+        union |= m != 0
+    if not bool(union.any()):
+        return chain_out
+    union_idx = union.nonzero().squeeze(1)
+    full = torch.zeros_like(q_c)
+    full[:, union_idx] = attention(q_c[:, union_idx], k_c, v_c)
+    out_c = chain_out[rows].clone()
+    for region, m in weighted:
+        idx = (m != 0).nonzero().squeeze(1)
+        if idx.numel() == 0:
+            continue
+        k_l, v_l = local_kv(region)
+        batch = q_c.shape[0]
+        local = attention(q_c[:, idx], k_l.expand(batch, -1, -1), v_l.expand(batch, -1, -1))
+        out_c[:, idx] += m[idx, None] * (local - full[:, idx])
+    out = chain_out.clone()
+    out[rows] = out_c
+    return out
+
+
+@dataclass(frozen=True)
+class RegionalControl(AttentionControl):
+    regions: tuple = ()
+    layers: LayerSelection = LayerSelection()
+    window: Window = Window()
+    slot: str = "attn2"
+
+    def attend(self, q, k, v, call, next_attention, mask=None):
+        chain_out = next_attention(q, k, v, call, mask)
+        if mask is not None:  # an outer control changed the scores; regional mixing would not match
+            return chain_out
+        p = step_progress(call.run)
+        active = [(r, r.curve.at(p)) for r in self.regions]
+        active = [(r, c) for r, c in active if c != 0.0]
+        rows = call.layout(q.shape[0]).rows_of(0)
+        if not active or not rows:
+            return chain_out
+        module = cross_attention_module(call.run.diffusion_model, call.key)
+        grid = activation_grid(call, q.shape[1])
+        return regional_blend(chain_out, q, k, v, rows, active, grid,
+                              lambda region: project_local_prompt(module, region, k),
+                              lambda q_, k_, v_: default_attention(q_, k_, v_, call))

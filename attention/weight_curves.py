@@ -1,0 +1,106 @@
+"""Per-step weight curves c(p) of regional attention, p = sampling progress in [0, 1].
+
+    constant  c(p) = w0
+    linear    c(p) = w0 + (w1 - w0) p
+    cosine    c(p) = w1 + (w0 - w1) (1 + cos(pi p)) / 2
+    step      c(p) = w0 for p < p_s, w1 from p_s on
+    list      c(p) = v_k with k = min(floor(p K), K - 1) for K values v_0..v_{K-1}
+
+Progress is ComfyUI's percent scale (the one of start/end percent and ControlNet) taken at the
+sigma of the sampling step an evaluation belongs to: the run's ``sample_sigmas`` give the step, so
+samplers that evaluate the model between steps (heun, dpm_2) use one weight per step, and denoise < 1
+or split sigmas give the weight of the same noise level as a full run. Without ``sample_sigmas`` the
+evaluation's own sigma is used. With the normal or simple scheduler and K = steps at full denoise,
+list value k is the weight of step k.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+
+from .errors import AtelierError
+
+CURVE_KINDS = ("constant", "linear", "cosine", "step", "list")
+STEP_TOLERANCE = 1e-4  # relative; sigmas a sampler passes back are float copies of sample_sigmas
+
+
+@dataclass(frozen=True)
+class WeightCurve:
+    kind: str = "constant"
+    start: float = 1.0  # w0
+    end: float = 1.0  # w1
+    switch_at: float = 0.5  # p_s of the step curve
+    values: tuple = ()  # v_0..v_{K-1} of the list curve
+
+    def at(self, p: float) -> float:
+        p = min(max(p, 0.0), 1.0)
+        if self.kind == "constant":
+            return self.start
+        if self.kind == "linear":
+            return self.start + (self.end - self.start) * p
+        if self.kind == "cosine":
+            return self.end + (self.start - self.end) * (1.0 + math.cos(math.pi * p)) / 2.0
+        if self.kind == "step":
+            return self.start if p < self.switch_at else self.end
+        # p on a bin edge (k / K) belongs to bin k, whatever rounding the sigma -> progress path left
+        return self.values[min(int(p * len(self.values) + STEP_TOLERANCE), len(self.values) - 1)]
+
+    @property
+    def always_zero(self) -> bool:
+        if self.kind == "list":
+            return all(v == 0.0 for v in self.values)
+        if self.kind == "constant":
+            return self.start == 0.0
+        return self.start == 0.0 and self.end == 0.0
+
+
+def parse_values(text, node: str, input_name: str) -> tuple:
+    """'1, 0.8, 0.5' (or a list of numbers) -> (1.0, 0.8, 0.5)."""
+    items = text if isinstance(text, (list, tuple)) else str(text or "").replace(";", ",").split(",")
+    values = []
+    for item in items:
+        if isinstance(item, str) and not item.strip():
+            continue
+        try:
+            value = float(item)
+        except (TypeError, ValueError):
+            value = math.nan
+        if not math.isfinite(value):
+            raise AtelierError(node, input_name, f"'{str(item).strip()}' is not a number.",
+                               "write the weights as numbers separated by commas, e.g. '1, 0.8, 0.5, 0'.")
+        values.append(value)
+    return tuple(values)
+
+
+def make_curve(node: str, kind: str, weight: float, end_weight: float = None, switch_at: float = 0.5,
+               values=None, input_name: str = "curve") -> WeightCurve:
+    if kind not in CURVE_KINDS:
+        raise AtelierError(node, input_name, f"'{kind}' is not a weight curve.",
+                           f"use one of: {', '.join(CURVE_KINDS)}.")
+    for name, number in (("weight", weight), ("end_weight", end_weight), ("switch_at", switch_at)):
+        if number is not None and not (isinstance(number, (int, float)) and math.isfinite(number)):
+            raise AtelierError(node, name, f"{number!r} is not a finite number.", "give a number.")
+    end = weight if end_weight is None else end_weight
+    parsed = ()
+    if kind == "list":
+        parsed = parse_values(values, node, "weights")
+        if not parsed:
+            raise AtelierError(node, "weights", "the 'list' curve has no weights.",
+                               "write one weight per step, e.g. '1, 1, 0.5, 0', or pick another curve.")
+    return WeightCurve(kind, float(weight), float(end), float(switch_at), parsed)
+
+
+def step_sigma(sigma: float, sample_sigmas) -> float:
+    """The sigma at which the sampling step that evaluates the model at ``sigma`` started."""
+    if sample_sigmas is None or len(sample_sigmas) < 2:
+        return sigma
+    starts = [float(s) for s in sample_sigmas[:-1]]
+    at_or_above = [s for s in starts if s >= sigma * (1.0 - STEP_TOLERANCE)]
+    return min(at_or_above) if at_or_above else sigma
+
+
+def step_progress(run) -> float:
+    """Progress p of the step the evaluation described by ``run`` (a RunInfo) belongs to."""
+    sigma = step_sigma(run.sigma, run.sample_sigmas)
+    return dataclasses.replace(run, sigma=sigma).progress()

@@ -1,0 +1,1 @@
+"""DDIM inversion and reference trajectories (pure torch)."""

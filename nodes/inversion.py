@@ -1,0 +1,94 @@
+"""AtelierInvert: DDIM inversion of a latent, with its whole trajectory and the sigmas that regenerate it."""
+from __future__ import annotations
+
+import comfy.model_sampling
+import comfy.sample
+import comfy.samplers
+from comfy_api.latest import io
+
+from ..attention.dispatcher import require_unet
+from ..attention.errors import AtelierError
+from ..inversion.sampler import invert_latent, zero_conditioning
+from .common import CATEGORY
+
+NODE = "AtelierInvert"
+Trajectory = io.Custom("ATELIER_TRAJECTORY")
+
+
+def require_invertible(model):
+    require_unet(model, NODE)
+    sampling = model.get_model_object("model_sampling")
+    if isinstance(sampling, comfy.model_sampling.CONST):
+        raise AtelierError(NODE, "model", "this is a flow-matching model; DDIM inversion here supports "
+                           "eps- and v-prediction UNet models (SD1.x, SD2.x, SDXL).",
+                           "invert with an SD1.5 or SDXL checkpoint.")
+
+
+class AtelierInvert(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id=NODE,
+            display_name="DDIM Inversion (with trajectory)",
+            category=f"{CATEGORY}/inversion",
+            description=(
+                "Deterministic DDIM inversion: finds the noise x_T from which deterministic DDIM sampling "
+                "(KSamplerAdvanced with add_noise disabled, sampler ddim, the same steps and scheduler; or "
+                "SamplerCustom with the sigmas output) gives back the input latent. Works for eps- and "
+                "v-prediction models at any cfg; refine_iterations solves each step's implicit equation "
+                "by fixed-point iteration for a much smaller round-trip error. Also outputs every "
+                "per-step latent (the trajectory) for AtelierStyleAligned's reference input."),
+            inputs=[
+                io.Model.Input("model", tooltip="The diffusion model (SD1.5, SD2 or SDXL; eps or v-prediction) "
+                                                "the image will be regenerated with."),
+                io.Latent.Input("latent", tooltip="The latent to invert, e.g. from VAEEncode of the reference image."),
+                io.Conditioning.Input("positive", optional=True,
+                                      tooltip="Prompt describing the image (regenerate with the same one). "
+                                              "Not connected: a zero conditioning of the model's context "
+                                              "shape (not the empty prompt, which needs a text encoder)."),
+                io.Conditioning.Input("negative", optional=True,
+                                      tooltip="Negative prompt, used when cfg is not 1. Not connected: a "
+                                              "zero conditioning."),
+                io.Int.Input("steps", default=20, min=1, max=1000,
+                             tooltip="Number of DDIM steps; regenerate with the same number."),
+                io.Float.Input("cfg", default=1.0, min=0.0, max=100.0, step=0.1, round=0.01,
+                               tooltip="Classifier-free guidance scale of the inversion; regenerate with "
+                                       "the same. 1 is the most faithful and costs one model call per step."),
+                io.Combo.Input("scheduler", options=comfy.samplers.KSampler.SCHEDULERS, default="normal",
+                               tooltip="Sigma schedule; regenerate with the same scheduler."),
+                io.Int.Input("refine_iterations", default=2, min=0, max=50,
+                             tooltip="Fixed-point refinements per step (one extra model call each). "
+                                     "0 = plain DDIM inversion; 2-5 cut the round-trip error many times."),
+            ],
+            outputs=[
+                io.Latent.Output(display_name="noised_latent",
+                                 tooltip="x_T: the latent at the highest sigma; sample it with noise "
+                                         "disabled to get the input back."),
+                Trajectory.Output(display_name="trajectory",
+                                  tooltip="Every per-step latent with its sigma and conditioning; wire it "
+                                          "to AtelierStyleAligned's reference input."),
+                io.Sigmas.Output(display_name="sigmas",
+                                 tooltip="The descending sigmas that regenerate the input from x_T "
+                                         "(SamplerCustom with add_noise off)."),
+            ],
+        )
+
+    @classmethod
+    def execute(cls, model, latent, steps, cfg, scheduler, refine_iterations, positive=None,
+                negative=None) -> io.NodeOutput:
+        require_invertible(model)
+        samples = comfy.sample.fix_empty_latent_channels(model, latent["samples"])
+        if samples.ndim != 4:
+            raise AtelierError(NODE, "latent", f"expected an image latent [batch, C, H, W], got {list(samples.shape)}.",
+                               "encode a still image with VAEEncode.")
+        positive = positive if positive is not None else zero_conditioning(model)
+        negative = negative if negative is not None else zero_conditioning(model)
+        sigmas = comfy.samplers.calculate_sigmas(model.get_model_object("model_sampling"), scheduler, steps).cpu()
+        x_T, trajectory = invert_latent(model, samples, positive, negative, cfg, sigmas, refine_iterations,
+                                        scheduler)
+        out = {key: value for key, value in latent.items() if key not in ("samples", "noise_mask")}
+        out["samples"] = x_T
+        return io.NodeOutput(out, trajectory, sigmas)
+
+
+NODES = [AtelierInvert]

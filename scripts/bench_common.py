@@ -1,0 +1,159 @@
+"""Shared benchmark harness: vanilla vs patched models in one process, interleaved rounds, medians.
+
+CPU (default): the tiny random-weight checkpoints of the test bed. GPU (`--device cuda --full`): full-size
+random-weight SD1.5 / SDXL UNets in fp16 built from ComfyUI's own classes (timings do not depend on the
+weights' values), random conditioning of the right shapes.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import threading
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from scripts.tiny_models.checkpoints import TINY_SD15_UNET, TINY_SDXL_UNET, COMMON_UNET  # noqa: E402
+from scripts.tiny_models.env import DEFAULT_BASE, bootstrap  # noqa: E402
+
+FULL_SD15_UNET = dict(COMMON_UNET, adm_in_channels=None, model_channels=320, num_res_blocks=[2, 2, 2, 2],
+                      transformer_depth=[1, 1, 1, 1, 1, 1, 0, 0], channel_mult=[1, 2, 4, 4],
+                      transformer_depth_middle=1, use_linear_in_transformer=False, context_dim=768, num_heads=8,
+                      transformer_depth_output=[1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0])
+FULL_SDXL_UNET = dict(COMMON_UNET, num_classes="sequential", adm_in_channels=2816, model_channels=320,
+                      num_res_blocks=[2, 2, 2], transformer_depth=[0, 0, 2, 2, 10, 10], channel_mult=[1, 2, 4],
+                      transformer_depth_middle=10, use_linear_in_transformer=True, context_dim=2048,
+                      num_head_channels=64, transformer_depth_output=[0, 0, 0, 2, 2, 2, 10, 10, 10])
+UNETS = {("sd15", False): TINY_SD15_UNET, ("sdxl", False): TINY_SDXL_UNET,
+         ("sd15", True): FULL_SD15_UNET, ("sdxl", True): FULL_SDXL_UNET}
+KIND = {"sd15": "SD15", "sdxl": "SDXL"}
+
+
+def parse_args(description: str, **defaults) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=description)
+    p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    p.add_argument("--full", action="store_true", help="full-size random-weight UNets (GPU runs)")
+    p.add_argument("--model", default=defaults.get("model", "sd15"), choices=["sd15", "sdxl"])
+    p.add_argument("--size", type=int, default=None, help="image size in px (default 256, full: 512/1024)")
+    p.add_argument("--batch", type=int, default=defaults.get("batch", 4))
+    p.add_argument("--steps", type=int, default=defaults.get("steps", 8))
+    p.add_argument("--cfg", type=float, default=defaults.get("cfg", 5.0))
+    p.add_argument("--rounds", type=int, default=defaults.get("rounds", 5))
+    a = p.parse_args()
+    if a.size is None:
+        a.size = (512 if a.model == "sd15" else 1024) if a.full else 256
+    bootstrap(cpu=a.device == "cpu")
+    return a
+
+
+def load_model(args):
+    """(ModelPatcher, positive, negative) for the benchmark's model."""
+    import torch
+    if not args.full:
+        from scripts.tiny_models.checkpoints import load_checkpoint
+        name = {"sd15": "atelier_tiny_sd15.safetensors", "sdxl": "atelier_tiny_sdxl.safetensors"}[args.model]
+        model, clip, _ = load_checkpoint(os.path.join(DEFAULT_BASE, "models", "checkpoints", name))
+        return model, encode(clip, "a watercolor painting of a house", args), encode(clip, "", args)
+    import comfy.model_patcher
+    from scripts.tiny_models.checkpoints import model_config_for
+    device = torch.device(args.device)
+    config = model_config_for(KIND[args.model], UNETS[(args.model, True)])
+    base = config.get_model({}, device=device)
+    base.diffusion_model.to(device=device, dtype=torch.float16)
+    with torch.no_grad():
+        gen = torch.Generator(device="cpu").manual_seed(0)
+        for name, p in base.diffusion_model.named_parameters():
+            if p.ndim == 1 and "norm" in name:
+                p.fill_(1.0 if name.endswith("weight") else 0.0)
+            else:
+                p.copy_((torch.randn(p.shape, generator=gen) * 0.02).to(p))
+    model = comfy.model_patcher.ModelPatcher(base, load_device=device, offload_device=device)
+    return model, random_cond(args, 1), random_cond(args, 2)
+
+
+def encode(clip, text, args):
+    out = clip.encode_from_tokens(clip.tokenize(text), return_pooled=True, return_dict=True)
+    cond = out.pop("cond")
+    return [[cond, out]]
+
+
+def random_cond(args, seed):
+    import torch
+    gen = torch.Generator().manual_seed(seed)
+    dim = 768 if args.model == "sd15" else 2048
+    extra = {}
+    if args.model == "sdxl":
+        extra = {"pooled_output": torch.randn(1, 1280, generator=gen), "width": args.size, "height": args.size}
+    return [[torch.randn(1, 77, dim, generator=gen), extra]]
+
+
+class PeakRSS:
+    """Peak resident memory of this process above its level at start, sampled every 2 ms."""
+
+    def __enter__(self):
+        import psutil
+        self.proc = psutil.Process()
+        self.start = self.peak = self.proc.memory_info().rss
+        self.running = True
+        self.thread = threading.Thread(target=self._sample, daemon=True)
+        self.thread.start()
+        return self
+
+    def _sample(self):
+        while self.running:
+            self.peak = max(self.peak, self.proc.memory_info().rss)
+            time.sleep(0.002)
+
+    def __exit__(self, *exc):
+        self.running = False
+        self.thread.join()
+        self.extra = self.peak - self.start
+
+
+def sample_once(model, positive, negative, args, latent=None):
+    """Seconds per step and extra peak memory (bytes) of one sampling run."""
+    import comfy.sample
+    import torch
+    if latent is None:
+        latent = torch.zeros(args.batch, 4, args.size // 8, args.size // 8)
+    noise = comfy.sample.prepare_noise(latent, 0)
+    if args.device == "cuda":
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        base = torch.cuda.memory_allocated()
+    with PeakRSS() as rss:
+        t0 = time.perf_counter()
+        out = comfy.sample.sample(model, noise, args.steps, args.cfg, "euler", "normal", positive, negative,
+                                  latent, seed=0, disable_pbar=True)
+        if args.device == "cuda":
+            torch.cuda.synchronize()
+        seconds = time.perf_counter() - t0
+    extra = torch.cuda.max_memory_allocated() - base if args.device == "cuda" else rss.extra
+    return seconds / args.steps, extra, out
+
+
+def compare(variants: dict, positive, negative, args, baseline: str = "vanilla", latent=None) -> dict:
+    """Run every variant once to warm up, then ``rounds`` interleaved rounds; print medians and ratios."""
+    for model in variants.values():
+        sample_once(model, positive, negative, args, latent)
+    times = {k: [] for k in variants}
+    mems = {k: [] for k in variants}
+    for _ in range(args.rounds):
+        for name, model in variants.items():
+            s, m, _ = sample_once(model, positive, negative, args, latent)
+            times[name].append(s)
+            mems[name].append(m)
+    where = f"{args.model}{' full fp16' if args.full else ' tiny'} {args.size}px batch {args.batch} " \
+            f"{args.steps} steps cfg {args.cfg} on {args.device}, median of {args.rounds} interleaved rounds"
+    print(where)
+    base_t = statistics.median(times[baseline])
+    base_m = max(statistics.median(mems[baseline]), 1)
+    result = {}
+    for name in variants:
+        t, m = statistics.median(times[name]), statistics.median(mems[name])
+        result[name] = (t / base_t, m / base_m)
+        print(f"  {name:32s} {t:8.4f} s/step  x{t / base_t:5.2f}   peak extra mem {m / 2**20:9.1f} MiB  "
+              f"x{m / base_m:5.2f}")
+    return result

@@ -1,0 +1,106 @@
+#!/usr/bin/env python3
+"""Build the seeded random-weight test models into BASE/models (idempotent).
+
+    python scripts/make_tiny_models.py --comfy .cache/ComfyUI --base .cache/base [--only NAME] [--force] [--full-verify]
+
+Existing files are kept when their header, detection and key names check out (a second or so);
+missing or broken ones are rebuilt and then loaded through ComfyUI (load_checkpoint_guess_config /
+load_lora_for_models) to prove they work.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import tiny_models  # noqa: E402
+from tiny_models.env import DEFAULT_BASE, DEFAULT_COMFY, bootstrap, ensure_base_dirs  # noqa: E402
+
+from tiny_models.fill import TINY_VERSION  # noqa: E402
+from tiny_models.ip_adapter import creative_synth_artifacts  # noqa: E402
+
+tiny_models.ARTIFACTS.update(creative_synth_artifacts())  # IP-Adapters + CLIP vision (issue 4)
+
+
+def header_ok(path: Path) -> bool:
+    try:
+        from safetensors import safe_open
+        with safe_open(str(path), framework="pt") as f:
+            return (f.metadata() or {}).get("atelier_tiny") == TINY_VERSION
+    except Exception:
+        return False
+
+
+def ensure(name: str, base: Path, force: bool = False, full_verify: bool = False) -> tuple[str, Path, dict]:
+    sub, builder, verifier = tiny_models.ARTIFACTS[name]
+    path = base / "models" / sub / name
+    if path.exists() and not force and header_ok(path):
+        try:
+            info = verifier(path, full=full_verify)
+            return "ok", path, info
+        except Exception as e:  # broken or stale: rebuild
+            logging.warning("%s failed verification (%s); rebuilding", path, e)
+    t = time.time()
+    info = builder(path)
+    info["build_s"] = round(time.time() - t, 1)
+    t = time.time()
+    info.update(verifier(path, full=True))
+    info["verify_s"] = round(time.time() - t, 1)
+    return "built", path, info
+
+
+def _inversion_assets(base: Path) -> int:
+    """Tiny ControlNet + reference image (scripts/tiny_models/inversion_assets.py); returns failures."""
+    try:
+        from tiny_models.inversion_assets import ensure_inversion_assets
+        for line in ensure_inversion_assets(base):
+            print(line, flush=True)
+        return 0
+    except Exception as e:
+        print(f"[tiny-models] FAILED inversion assets: {type(e).__name__}: {e}", flush=True)
+        return 1
+
+
+def _creative_synth_assets(base: Path) -> int:
+    """The content image of the CreativeSynth workflows (scripts/tiny_models/content_image.py)."""
+    try:
+        from tiny_models.content_image import ensure_content_image
+        status, info = ensure_content_image(base)
+        print(f"[tiny-models] {status:5s} content image {info}", flush=True)
+        return 0
+    except Exception as e:
+        print(f"[tiny-models] FAILED content image: {type(e).__name__}: {e}", flush=True)
+        return 1
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--comfy", default=str(DEFAULT_COMFY))
+    ap.add_argument("--base", default=str(DEFAULT_BASE))
+    ap.add_argument("--only", action="append", choices=sorted(tiny_models.ARTIFACTS), help="build only these (repeatable)")
+    ap.add_argument("--force", action="store_true", help="rebuild even if present")
+    ap.add_argument("--full-verify", action="store_true", help="also fully load files that already exist")
+    a = ap.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
+    base = ensure_base_dirs(a.base)
+    bootstrap(a.comfy, base)
+    t0 = time.time()
+    failed = 0
+    for name in a.only or tiny_models.ARTIFACTS:
+        try:
+            status, path, info = ensure(name, base, a.force, a.full_verify)
+            print(f"[tiny-models] {status:5s} {path} {info}", flush=True)
+        except Exception as e:
+            failed += 1
+            print(f"[tiny-models] FAILED {name}: {type(e).__name__}: {e}", flush=True)
+    failed += _inversion_assets(base)
+    failed += _creative_synth_assets(base)
+    print(f"[tiny-models] done in {time.time() - t0:.1f}s", flush=True)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

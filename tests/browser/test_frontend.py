@@ -1,0 +1,161 @@
+"""The pack in the real ComfyUI frontend (1.32.9) in Chromium: the region editor extension loads cleanly
+and edits the JSON widget, every shipped UI template loads with all its node types and converts to
+exactly its API twin, and the regional template queued from the browser produces an image."""
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+import urllib.parse
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from tests.harness import PACK_DIR, REPO_ROOT
+
+WORKFLOWS = REPO_ROOT / "workflows"
+TEMPLATES = sorted(WORKFLOWS.glob("*.json"))
+EXTENSION = "attention_atelier.regions"
+REGIONAL = WORKFLOWS / "regional_layout.json"
+
+
+def ours(text: str) -> bool:
+    text = text.lower()
+    return "atelier" in text or f"/extensions/{PACK_DIR.name.lower()}/" in text
+
+
+def test_region_editor_extension_loads_without_errors(frontend):
+    assert EXTENSION in frontend.evaluate("window.app.extensions.map(e => e.name)")
+    errors = [c for c in frontend.console if c[0] in ("error", "pageerror") and (ours(c[1]) or ours(c[2]))]
+    assert not errors, errors
+    assert not [r for r in frontend.failed_responses if ours(r[1])], frontend.failed_responses
+    served = frontend.evaluate("(pack) => fetch(`/extensions/${pack}/atelier_regions.js`).then(r => r.status)",
+                               PACK_DIR.name)
+    assert served == 200
+
+
+def box_json(frontend, node_id: int) -> dict:
+    return json.loads(frontend.evaluate(
+        "(id) => window.app.graph.getNodeById(id).widgets.find(w => w.name === 'regions_json').value", node_id))
+
+
+def show_node(frontend, node_id: int):
+    frontend.evaluate("""(id) => { const c = window.app.canvas; const n = window.app.graph.getNodeById(id);
+        c.ds.scale = 1; c.ds.offset = [-n.pos[0] + 60, -n.pos[1] + 80]; c.setDirty(true, true); }""", node_id)
+    time.sleep(0.8)  # DOM widgets are placed on the next frames
+
+
+def test_drawing_moving_and_deleting_boxes_edit_the_widget_json(frontend):
+    frontend.load_workflow(json.loads(REGIONAL.read_text()), REGIONAL.name)
+    node_id = frontend.evaluate("window.app.graph.nodes.find(n => n.type === 'AtelierBoxRegions').id")
+    show_node(frontend, node_id)
+    before = box_json(frontend, node_id)
+    canvas = frontend.page.locator(f'canvas.atelier-regions-canvas[data-node-id="{node_id}"]')
+    try:
+        canvas.wait_for(state="visible", timeout=20_000)
+    except Exception:
+        frontend.page.screenshot(path="/tmp/atelier_editor_not_visible.png")
+        raise
+    mouse = frontend.page.mouse
+
+    def drag(x0, y0, x1, y1):  # in fractions of the editor canvas, which may move as the node resizes
+        r = canvas.bounding_box()
+        mouse.move(r["x"] + x0 * r["width"], r["y"] + y0 * r["height"])
+        mouse.down()
+        mouse.move(r["x"] + (x0 + x1) / 2 * r["width"], r["y"] + (y0 + y1) / 2 * r["height"], steps=4)
+        mouse.move(r["x"] + x1 * r["width"], r["y"] + y1 * r["height"], steps=4)
+        mouse.up()
+
+    drag(0.1, 0.05, 0.4, 0.3)  # empty area in the template: draws a new box
+    drawn = box_json(frontend, node_id)
+    assert len(drawn["boxes"]) == len(before["boxes"]) + 1
+    new = drawn["boxes"][-1]
+    assert new["x"] == pytest.approx(0.1, abs=0.02) and new["y"] == pytest.approx(0.05, abs=0.02)
+    assert new["w"] == pytest.approx(0.3, abs=0.02) and new["h"] == pytest.approx(0.25, abs=0.02)
+    assert drawn["boxes"][:-1] == before["boxes"]
+
+    frontend.page.locator(".atelier-regions-prompt").fill("a yellow sun")
+    assert box_json(frontend, node_id)["boxes"][-1]["prompt"] == "a yellow sun"
+
+    drag(0.25, 0.2, 0.35, 0.3)  # grab the new box's inside: moves it by (0.1, 0.1)
+    moved = box_json(frontend, node_id)["boxes"][-1]
+    assert moved["x"] == pytest.approx(new["x"] + 0.1, abs=0.02) and moved["w"] == pytest.approx(new["w"], abs=1e-6)
+
+    drag(moved["x"] + moved["w"], moved["y"] + moved["h"], 0.9, 0.38)  # bottom-right corner: resizes
+    resized = box_json(frontend, node_id)["boxes"][-1]
+    assert resized["x"] == pytest.approx(moved["x"]) and resized["x"] + resized["w"] == pytest.approx(0.9, abs=0.02)
+
+    frontend.page.locator(".atelier-regions-delete").click()
+    assert box_json(frontend, node_id)["boxes"] == before["boxes"]
+
+
+def merkle_labels(prompt: dict) -> list[str]:
+    """Each node's label hashes its class and inputs, with links replaced by the label of their source
+    (node ids and titles play no part), so two graphs match iff their label multisets match."""
+    labels: dict[str, str] = {}
+
+    def label(node_id: str) -> str:
+        if node_id not in labels:
+            node = prompt[node_id]
+            inputs = {}
+            for name, value in sorted(node["inputs"].items()):
+                if isinstance(value, list) and len(value) == 2 and str(value[0]) in prompt:
+                    value = ["link", label(str(value[0])), value[1]]
+                elif isinstance(value, (int, float)) and not isinstance(value, bool):
+                    value = float(value)  # JSON from JavaScript writes 1.0 as 1
+                inputs[name] = value
+            text = json.dumps([node["class_type"], inputs], sort_keys=True)
+            labels[node_id] = hashlib.sha256(text.encode()).hexdigest()
+        return labels[node_id]
+
+    return sorted(label(n) for n in prompt)
+
+
+def describe(prompt: dict) -> list:
+    return sorted((n["class_type"], json.dumps(n["inputs"], sort_keys=True)[:300]) for n in prompt.values())
+
+
+@pytest.mark.parametrize("template", TEMPLATES, ids=lambda p: p.stem)
+def test_template_loads_and_converts_to_its_api_twin(frontend, template: Path):
+    twin_path = WORKFLOWS / "api" / template.name
+    assert twin_path.exists(), f"{template.name} has no API twin at workflows/api/{template.name}"
+    frontend.load_workflow(json.loads(template.read_text()), template.name)
+    missing = frontend.evaluate("window.app.graph.nodes.filter(n => !window.LiteGraph.registered_node_types[n.type])"
+                                ".map(n => n.type)")
+    assert not missing, f"{template.name}: node types the server does not know: {missing}"
+    prompt = frontend.evaluate("async () => (await window.app.graphToPrompt()).output")
+    twin = json.loads(twin_path.read_text())
+    for graph in (prompt, twin):
+        for node in graph.values():
+            node.pop("_meta", None)
+    assert merkle_labels(prompt) == merkle_labels(twin), (
+        f"{template.name}: the frontend's API prompt differs from workflows/api/{template.name}\n"
+        f"frontend: {describe(prompt)}\ntwin:     {describe(twin)}")
+
+
+def history(url: str) -> dict:
+    with urllib.request.urlopen(url + "/history", timeout=30) as response:
+        return json.loads(response.read())
+
+
+def test_regional_template_queued_from_the_browser_makes_an_image(frontend, comfy_server):
+    frontend.load_workflow(json.loads(REGIONAL.read_text()), REGIONAL.name)
+    seen = set(history(comfy_server.url))
+    frontend.evaluate("async () => { await window.app.queuePrompt(0, 1); }")
+    deadline = time.time() + 600
+    entry = None
+    while time.time() < deadline:
+        new = {k: v for k, v in history(comfy_server.url).items() if k not in seen}
+        entry = next((v for v in new.values() if v.get("status", {}).get("completed") is not None
+                      or v.get("status", {}).get("status_str") == "error"), None)
+        if entry:
+            break
+        time.sleep(1.0)
+    assert entry, f"no finished prompt after 600 s\n{comfy_server.log_tail()}"
+    assert entry["status"]["status_str"] == "success", (entry["status"], comfy_server.log_tail())
+    images = [img for out in entry["outputs"].values() for img in out.get("images", [])]
+    assert images, entry["outputs"]
+    query = urllib.parse.urlencode({k: images[0][k] for k in ("filename", "subfolder", "type")})
+    with urllib.request.urlopen(f"{comfy_server.url}/view?{query}", timeout=30) as response:
+        assert response.read()[:8] == b"\x89PNG\r\n\x1a\n"

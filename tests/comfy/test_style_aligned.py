@@ -1,0 +1,160 @@
+"""AtelierStyleAligned inside a real ComfyUI: vanilla where neutral, row 0 untouched, rows 1.. styled."""
+import pytest
+import torch
+
+NODE = "AtelierStyleAligned"
+DEFAULTS = dict(share_attention=True, adain_queries=True, adain_keys=True, adain_values=False,
+                share_group_norm=False, shared_score_scale=1.0, shared_score_shift=0.0, layers="all",
+                unshared_fraction=0.0, start_percent=0.0, end_percent=1.0)
+NEUTRAL = dict(DEFAULTS, share_attention=False, adain_queries=False, adain_keys=False)
+
+
+def style_aligned(comfy, model, **settings):
+    return comfy.node_class(NODE).execute(model, **dict(DEFAULTS, **settings)).args[0]
+
+
+@pytest.fixture(scope="module")
+def sd15(comfy):
+    ckpt = comfy.sd15
+    return ckpt, comfy.encode(ckpt.clip, "a watercolor house"), comfy.encode(ckpt.clip, "blurry")
+
+
+def sample(comfy, model, sd15, batch=3, cfg=5.0, steps=3):
+    _, pos, neg = sd15
+    return comfy.sample(model, pos, neg, batch=batch, cfg=cfg, steps=steps, width=128, height=128)
+
+
+@pytest.fixture(scope="module")
+def vanilla(comfy, sd15):
+    return {cfg: sample(comfy, sd15[0].model, sd15, cfg=cfg) for cfg in (5.0, 1.0)}
+
+
+def test_neutral_settings_reproduce_vanilla_exactly(comfy, sd15, vanilla):
+    out = sample(comfy, style_aligned(comfy, sd15[0].model, **NEUTRAL), sd15)
+    assert (out - vanilla[5.0]).abs().max().item() == 0.0
+
+
+@pytest.mark.parametrize("cfg", [5.0, 1.0])
+@pytest.mark.parametrize("settings", [{}, {"share_group_norm": True, "shared_score_shift": 0.69}])
+def test_reference_row_unchanged_other_rows_styled(comfy, sd15, vanilla, cfg, settings):
+    out = sample(comfy, style_aligned(comfy, sd15[0].model, **settings), sd15, cfg=cfg)
+    torch.testing.assert_close(out[0], vanilla[cfg][0], rtol=0, atol=1e-5)
+    for row in (1, 2):
+        assert (out[row] - vanilla[cfg][row]).abs().max().item() > 1e-2
+
+
+def test_cond_and_uncond_in_separate_calls_match_one_call(comfy, sd15, monkeypatch):
+    model = style_aligned(comfy, sd15[0].model, share_group_norm=True)
+    calls = []
+    one_call = sample(comfy, model, sd15)
+    from comfy import model_base, samplers
+    monkeypatch.setattr(samplers.model_management, "get_free_memory", lambda *a, **k: 0)
+    original = model_base.BaseModel.apply_model
+
+    def counting(self, x, t, *args, **kwargs):
+        calls.append(list(kwargs["transformer_options"]["cond_or_uncond"]))
+        return original(self, x, t, *args, **kwargs)
+    monkeypatch.setattr(model_base.BaseModel, "apply_model", counting)
+    split = sample(comfy, model, sd15)
+    assert [0] in calls and [1] in calls and [1, 0] not in calls  # ComfyUI really split the chunks
+    torch.testing.assert_close(split, one_call, rtol=0, atol=1e-5)
+
+
+def test_unpatched_model_is_vanilla_after_a_patched_run(comfy, sd15, vanilla):
+    sample(comfy, style_aligned(comfy, sd15[0].model, share_group_norm=True), sd15)
+    assert (sample(comfy, sd15[0].model, sd15) - vanilla[5.0]).abs().max().item() == 0.0
+    assert "attention_atelier" not in sd15[0].model.model_options.get("transformer_options", {})
+    assert not sd15[0].model.object_patches
+
+
+def test_layer_keys_of_sd15_and_sdxl(comfy):
+    from tests.pack import pack_module
+    dispatcher = pack_module("attention.dispatcher")
+    sd15_keys = dispatcher.layer_keys(comfy.sd15.model.get_model_object("diffusion_model"))
+    # the tiny SD1.5 has 2 levels: input 1, 3 / middle / output 0..3 (a full SD1.5 has 16 keys)
+    assert all(k[0] in ("input", "middle", "output") for k in sd15_keys)
+    assert ("middle", 0, 0) in sd15_keys and len(sd15_keys) == len(set(sd15_keys))
+    sdxl_keys = dispatcher.layer_keys(comfy.sdxl.model.get_model_object("diffusion_model"))
+    assert len(sdxl_keys) == 70  # depth [0,0,2,2,10,10]: 2*2 + 2*10 + 10 + 3*10 + 3*2
+    assert ("input", 4, 1) in sdxl_keys and ("middle", 0, 9) in sdxl_keys and ("output", 5, 1) in sdxl_keys
+
+
+def foreign_replace(log, scale):
+    """Another pack's attention replace: plain attention times a scale, recording each call."""
+    import comfy.ldm.modules.attention as attention
+
+    def replace(q, k, v, extra_options):
+        log.append(extra_options["block"])
+        return attention.optimized_attention(q, k, v, extra_options["n_heads"]) * scale
+    return replace
+
+
+@pytest.mark.parametrize("foreign_first", [True, False])
+def test_foreign_replaces_keep_running(comfy, sd15, foreign_first):
+    from tests.pack import pack_module
+    dispatcher = pack_module("attention.dispatcher")
+    model = sd15[0].model
+    keys = dispatcher.layer_keys(model.get_model_object("diffusion_model"))
+    attn1_log, attn2_log = [], []
+
+    def add_foreign(m):
+        m = m.clone()
+        for key in keys:
+            m.set_model_attn1_replace(foreign_replace(attn1_log, 0.9), key[0], key[1], key[2])
+            m.set_model_attn2_replace(foreign_replace(attn2_log, 1.1), key[0], key[1], key[2])
+        return m
+    foreign_only = add_foreign(model)
+    both = style_aligned(comfy, foreign_only) if foreign_first else add_foreign(style_aligned(comfy, model))
+    base = sample(comfy, foreign_only, sd15)
+    attn1_log.clear(), attn2_log.clear()
+    out = sample(comfy, both, sd15)
+    assert len(attn1_log) > 0 and len(attn2_log) > 0  # the other pack's replaces ran
+    torch.testing.assert_close(out[0], base[0], rtol=0, atol=1e-5)  # its effect on row 0 is intact
+    assert (out[1] - base[1]).abs().max().item() > 1e-2  # and ours acted on rows 1..
+
+
+def test_lora_composes_in_either_order(comfy, sd15):
+    ckpt = sd15[0]
+    lora_model, _ = comfy.lora(ckpt.model, ckpt.clip)
+    lora_then_sa = style_aligned(comfy, lora_model)
+    sa_then_lora, _ = comfy.lora(style_aligned(comfy, ckpt.model), ckpt.clip)
+    lora_alone = sample(comfy, lora_model, sd15)
+    a, b = sample(comfy, lora_then_sa, sd15), sample(comfy, sa_then_lora, sd15)
+    assert (lora_alone - sample(comfy, ckpt.model, sd15)).abs().max().item() > 1e-2  # the LoRA acts
+    torch.testing.assert_close(a, b, rtol=0, atol=1e-5)
+    torch.testing.assert_close(a[0], lora_alone[0], rtol=0, atol=1e-5)
+    assert (a[1] - lora_alone[1]).abs().max().item() > 1e-2
+
+
+def test_sdxl_reference_row_unchanged(comfy):
+    ckpt = comfy.sdxl
+    pos, neg = comfy.encode(ckpt.clip, "a house"), comfy.encode(ckpt.clip, "")
+    kw = dict(batch=2, cfg=4.0, steps=2, width=128, height=128)
+    plain = comfy.sample(ckpt.model, pos, neg, **kw)
+    out = comfy.sample(style_aligned(comfy, ckpt.model, share_group_norm=True), pos, neg, **kw)
+    torch.testing.assert_close(out[0], plain[0], rtol=0, atol=1e-4)
+    assert (out[1] - plain[1]).abs().max().item() > 1e-3
+
+
+def test_unsupported_model_is_refused_with_the_supported_families(comfy):
+    from comfy import model_patcher, supported_models
+    from tests.pack import pack_module
+    errors = pack_module("attention.errors")
+    flux = supported_models.Flux({"image_model": "flux", "in_channels": 16, "out_channels": 16,
+                                        "vec_in_dim": 32, "context_in_dim": 32, "hidden_size": 64,
+                                        "mlp_ratio": 2.0, "num_heads": 2, "depth": 1, "depth_single_blocks": 1,
+                                        "axes_dim": [8, 12, 12], "theta": 10000, "qkv_bias": True,
+                                        "guidance_embed": False, "patch_size": 2})
+    base = flux.get_model({}, device=torch.device("meta"))
+    patcher = model_patcher.ModelPatcher(base, load_device=torch.device("cpu"), offload_device=torch.device("cpu"))
+    with pytest.raises(errors.AtelierError, match=r"AtelierStyleAligned: input 'model'.*Flux.*SDXL"):
+        style_aligned(comfy, patcher)
+
+
+def test_bad_settings_name_the_input(comfy, sd15):
+    from tests.pack import pack_module
+    errors = pack_module("attention.errors")
+    with pytest.raises(errors.AtelierError, match="input 'layers'"):
+        style_aligned(comfy, sd15[0].model, layers="upper")
+    with pytest.raises(errors.AtelierError, match="input 'start_percent'"):
+        style_aligned(comfy, sd15[0].model, start_percent=0.8, end_percent=0.2)

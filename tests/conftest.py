@@ -1,0 +1,91 @@
+"""Shared fixtures. See tests/harness/__init__.py and the README's testing section.
+
+- ``repo_root``, ``base_dir``, ``comfy_dir``: Paths (session).
+- ``comfy``: the in-process ComfyUI harness (session), tests.harness.inprocess.ComfyHarness.
+- ``comfy_server``: a real headless ComfyUI on a free port with the pack linked (session);
+  ``comfy_server.url``, ``.log_tail()``, ``.object_info()``.
+- ``api_workflows``: the workflows/api/*.json paths.
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+_ROOT = Path(__file__).resolve().parents[1]
+if str(_ROOT) not in sys.path:
+    sys.path.insert(0, str(_ROOT))
+# Pin our `tests` package before ComfyUI's directory (which has its own tests/ package) joins sys.path.
+import tests  # noqa: E402,F401
+from tests.harness import paths  # noqa: E402
+
+FOLDER_MARKERS = {"unit": "unit", "comfy": "comfy", "e2e": "e2e", "browser": "browser"}
+DEFAULT_TIMEOUT_S = 900
+
+
+def pytest_configure(config):
+    if config.pluginmanager.hasplugin("timeout") and not getattr(config.option, "timeout", None):
+        config.option.timeout = DEFAULT_TIMEOUT_S
+
+
+def pytest_collection_modifyitems(config, items):
+    tests_dir = _ROOT / "tests"
+    for item in items:
+        try:
+            top = Path(str(item.fspath)).resolve().relative_to(tests_dir).parts[0]
+        except ValueError:
+            continue
+        if top in FOLDER_MARKERS:
+            item.add_marker(getattr(pytest.mark, FOLDER_MARKERS[top]))
+
+
+def _require_comfy():
+    if not paths.comfy_available():
+        pytest.skip(f"no ComfyUI test bed at {paths.COMFY_DIR}: run scripts/setup_dev.sh")
+
+
+@pytest.fixture(scope="session")
+def repo_root() -> Path:
+    return paths.REPO_ROOT
+
+
+@pytest.fixture(scope="session")
+def base_dir() -> Path:
+    return paths.BASE_DIR
+
+
+@pytest.fixture(scope="session")
+def comfy_dir() -> Path:
+    return paths.COMFY_DIR
+
+
+@pytest.fixture(scope="session")
+def api_workflows() -> list[Path]:
+    return paths.api_workflows()
+
+
+@pytest.fixture(scope="session")
+def comfy():
+    """In-process ComfyUI (CPU) with the tiny checkpoints; see ComfyHarness for helpers."""
+    _require_comfy()
+    import gc
+    from tests.harness.inprocess import get_harness
+    harness = get_harness()
+    yield harness
+    harness._ckpts.clear()  # free models while ComfyUI's modules are still alive (no __del__ noise at exit)
+    gc.collect()
+
+
+@pytest.fixture(scope="session")
+def comfy_server(tmp_path_factory):
+    """A real ComfyUI server (CPU) on BASE with the pack linked into custom_nodes."""
+    _require_comfy()
+    from comfy_server import ComfyServer
+    srv = ComfyServer(base_dir=paths.BASE_DIR, comfy_dir=paths.COMFY_DIR,
+                      log_path=tmp_path_factory.mktemp("comfy_server") / "comfyui.log")
+    srv.start()
+    try:
+        yield srv
+    finally:
+        srv.stop()

@@ -1,0 +1,235 @@
+"""ComfyUI imported into the test process (CPU): tiny checkpoints, text encoding, sampling, graphs.
+
+Use the session fixture ``comfy`` (an instance of :class:`ComfyHarness`); see its methods.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .paths import BASE_DIR, COMFY_DIR, PACK_DIR, SD15, SD15_KLVAE, SD15_LORA, SDXL
+
+
+class GraphError(AssertionError):
+    """A graph failed validation (``node_errors``) or execution (``message``)."""
+
+    def __init__(self, message, node_errors=None, messages=None):
+        super().__init__(message)
+        self.node_errors, self.messages = node_errors or {}, messages or []
+
+
+@dataclass
+class Checkpoint:
+    model: object  # comfy.model_patcher.ModelPatcher
+    clip: object   # comfy.sd.CLIP
+    vae: object    # comfy.sd.VAE
+    name: str = ""
+
+
+@dataclass
+class GraphResult:
+    outputs: dict             # node_id -> list of output values (one per output slot)
+    ui: dict                  # node_id -> UI output (what /history shows, e.g. {"images": [...]})
+    messages: list = field(default_factory=list)  # (event, data) sent to the stand-in server
+
+    def output(self, node_id, slot: int = 0):
+        return self.outputs[str(node_id)][slot]
+
+
+class _WarningCapture(logging.Handler):
+    def __init__(self):
+        super().__init__(logging.WARNING)
+        self.messages: list[str] = []
+
+    def emit(self, record):
+        self.messages.append(record.getMessage())
+
+
+class StandInServer:
+    """What PromptExecutor needs from PromptServer: records every message it would send."""
+
+    def __init__(self):
+        self.client_id = None
+        self.last_node_id = None
+        self.last_prompt_id = None
+        self.sockets_metadata = {}
+        self.messages: list[tuple[str, object]] = []
+
+    def send_sync(self, event, data, sid=None):
+        self.messages.append((event, data))
+
+    def queue_updated(self):
+        pass
+
+
+class ComfyHarness:
+    def __init__(self, comfy_dir=COMFY_DIR, base_dir=BASE_DIR):
+        from tiny_models.env import bootstrap, ensure_base_dirs
+        ensure_base_dirs(base_dir)
+        self.args = bootstrap(comfy_dir, base_dir)
+        self.comfy_dir, self.base_dir = Path(comfy_dir), Path(base_dir)
+        self._ckpts: dict[str, Checkpoint] = {}
+        self._pack = None
+
+    # ---- nodes -------------------------------------------------------------------------------
+    def load_nodes(self):
+        """Load core + comfy_extras nodes and our pack (from BASE/custom_nodes, as ComfyUI does).
+
+        Returns the pack module ComfyUI loaded. Raises if the pack fails to import.
+        """
+        if self._pack is None:
+            import sys
+            import nodes
+            asyncio.run(nodes.init_extra_nodes(init_custom_nodes=False, init_api_nodes=False))
+            cap = _WarningCapture()
+            logging.getLogger().addHandler(cap)
+            try:
+                ok = asyncio.run(nodes.load_custom_node(str(PACK_DIR)))
+            finally:
+                logging.getLogger().removeHandler(cap)
+            if not ok:
+                raise RuntimeError(f"ComfyUI could not load the pack from {PACK_DIR}:\n" + "\n".join(cap.messages))
+            self._pack = sys.modules[str(PACK_DIR).replace(".", "_x_")]
+        return self._pack
+
+    @property
+    def pack(self):
+        """The pack module as ComfyUI loaded it (its classes are the ones the nodes use)."""
+        return self.load_nodes()
+
+    def pack_node_ids(self) -> list[str]:
+        import nodes
+        self.load_nodes()
+        return sorted(k for k, v in nodes.NODE_CLASS_MAPPINGS.items()
+                      if getattr(v, "RELATIVE_PYTHON_MODULE", "") == f"custom_nodes.{PACK_DIR.name}")
+
+    def node_class(self, class_type: str):
+        import nodes
+        self.load_nodes()
+        return nodes.NODE_CLASS_MAPPINGS[class_type]
+
+    # ---- models ------------------------------------------------------------------------------
+    def checkpoint(self, name: str = SD15) -> Checkpoint:
+        """(model, clip, vae) of a checkpoint in BASE/models/checkpoints, loaded once per session.
+
+        Never patch these in place: ``.model.clone()`` first (as nodes do).
+        """
+        if name not in self._ckpts:
+            import comfy.sd
+            import folder_paths
+            path = folder_paths.get_full_path_or_raise("checkpoints", name)
+            model, clip, vae = comfy.sd.load_checkpoint_guess_config(
+                path, output_vae=True, output_clip=True, embedding_directory=folder_paths.get_folder_paths("embeddings"))[:3]
+            self._ckpts[name] = Checkpoint(model, clip, vae, name)
+        return self._ckpts[name]
+
+    @property
+    def sd15(self) -> Checkpoint:
+        return self.checkpoint(SD15)
+
+    @property
+    def sd15_klvae(self) -> Checkpoint:
+        return self.checkpoint(SD15_KLVAE)
+
+    @property
+    def sdxl(self) -> Checkpoint:
+        return self.checkpoint(SDXL)
+
+    def lora(self, model, clip, name: str = SD15_LORA, strength_model: float = 1.0, strength_clip: float = 1.0):
+        """Core LoraLoader's path: returns (patched model clone, patched clip clone)."""
+        import comfy.sd
+        import comfy.utils
+        import folder_paths
+        lora = comfy.utils.load_torch_file(folder_paths.get_full_path_or_raise("loras", name), safe_load=True)
+        return comfy.sd.load_lora_for_models(model, clip, lora, strength_model, strength_clip)
+
+    # ---- conditioning / sampling --------------------------------------------------------------
+    def encode(self, clip, text: str):
+        """CLIPTextEncode: returns CONDITIONING ([[cond, {"pooled_output": ...}]])."""
+        tokens = clip.tokenize(text)
+        return clip.encode_from_tokens_scheduled(tokens)
+
+    def empty_latent(self, width: int = 256, height: int = 256, batch: int = 1) -> dict:
+        import torch
+        return {"samples": torch.zeros([batch, 4, height // 8, width // 8])}
+
+    def sample(self, model, positive, negative, latent: dict | None = None, seed: int = 0, steps: int = 4,
+               cfg: float = 7.0, sampler_name: str = "euler", scheduler: str = "normal", denoise: float = 1.0,
+               width: int = 256, height: int = 256, batch: int = 1, add_noise: bool = True):
+        """KSampler semantics (comfy.sample.sample); returns the output latent tensor [B,4,H/8,W/8]."""
+        import torch
+        import comfy.sample
+        latent = latent or self.empty_latent(width, height, batch)
+        samples = comfy.sample.fix_empty_latent_channels(model, latent["samples"])
+        if add_noise:
+            noise = comfy.sample.prepare_noise(samples, seed, latent.get("batch_index"))
+        else:
+            noise = torch.zeros(samples.size(), dtype=samples.dtype, layout=samples.layout, device="cpu")
+        return comfy.sample.sample(model, noise, steps, cfg, sampler_name, scheduler, positive, negative, samples,
+                                   denoise=denoise, noise_mask=latent.get("noise_mask"), disable_pbar=True, seed=seed)
+
+    def txt2img(self, ckpt: str = SD15, prompt: str = "a watercolor fox", negative: str = "", model=None, clip=None,
+                **sample_kw):
+        """Encode with the checkpoint's CLIP and sample with ``model`` (default: the checkpoint's). Returns latents."""
+        c = self.checkpoint(ckpt)
+        clip = clip or c.clip
+        return self.sample(model or c.model, self.encode(clip, prompt), self.encode(clip, negative), **sample_kw)
+
+    def decode(self, vae, samples):
+        """VAEDecode: latent tensor -> IMAGE [B,H,W,3] in 0..1."""
+        return vae.decode(samples)
+
+    # ---- whole graphs -------------------------------------------------------------------------
+    def validate(self, prompt: dict):
+        import execution
+        self.load_nodes()
+        return asyncio.run(execution.validate_prompt(uuid.uuid4().hex, prompt, None))
+
+    def run_graph(self, prompt: dict, executor=None) -> GraphResult:
+        """Validate and execute an API-format graph like the server's prompt worker does.
+
+        Raises GraphError with ComfyUI's node_errors / execution error. Pass ``executor`` (from
+        :meth:`new_executor`) to keep ComfyUI's output cache between runs; default is a fresh one.
+        """
+        import execution
+        valid, err, outputs, node_errors = self.validate(prompt)
+        if not valid:
+            raise GraphError(f"invalid prompt: {err}\nnode_errors: {node_errors}", node_errors)
+        ex = executor or self.new_executor()
+        ex.server.messages.clear()
+        pid = uuid.uuid4().hex
+        ex.execute(prompt, pid, {"client_id": "harness"}, outputs)
+        if not ex.success:
+            errs = [d for e, d in ex.status_messages if e in ("execution_error", "execution_interrupted")]
+            msg = "; ".join(f"{d.get('node_type')} (node {d.get('node_id')}): {d.get('exception_type', '')}: "
+                            f"{d.get('exception_message', 'interrupted')}\n{''.join(d.get('traceback') or [])}" for d in errs)
+            raise GraphError(f"execution failed: {msg}", messages=list(ex.server.messages))
+        outs = {}
+        for node_id in prompt:
+            entry = ex.caches.outputs.get(node_id)
+            if entry is not None:
+                outs[node_id] = [slot[0] if isinstance(slot, list) and len(slot) == 1 else slot for slot in entry.outputs]
+        return GraphResult(outs, dict(ex.history_result.get("outputs", {})), list(ex.server.messages))
+
+    def new_executor(self):
+        import execution
+        return execution.PromptExecutor(StandInServer(), cache_type=False, cache_args={"lru": 0, "ram": 0})
+
+
+_HARNESS: ComfyHarness | None = None
+
+
+def get_harness() -> ComfyHarness:
+    """The process-wide harness (ComfyUI keeps global state, so there is only one)."""
+    global _HARNESS
+    if _HARNESS is None:
+        _HARNESS = ComfyHarness()
+    return _HARNESS
+
+
+def declared_pack_node_ids() -> list[str]:
+    """Node ids the pack declares (comfy_entrypoint -> get_node_list), loaded like ComfyUI does."""
+    return get_harness().pack_node_ids()

@@ -1,0 +1,34 @@
+"""Import the pack under test as a package, whatever its checkout folder is called.
+
+Inside an in-process ComfyUI the pack is the module ComfyUI loaded from custom_nodes (so classes are
+the ones the nodes use); otherwise it is loaded from the repo root as ``attention_atelier``.
+"""
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import os
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+INIT = os.path.join(ROOT, "__init__.py")
+NAME = "attention_atelier"
+
+
+def load_pack():
+    loaded = [m for m in list(sys.modules.values())
+              if getattr(m, "__file__", None) and os.path.realpath(m.__file__) == os.path.realpath(INIT)]
+    # ComfyUI names the pack after its custom_nodes path; prefer that copy (its classes are the nodes').
+    loaded.sort(key=lambda m: "custom_nodes" not in m.__name__)
+    if loaded:
+        return loaded[0]
+    spec = importlib.util.spec_from_file_location(NAME, INIT, submodule_search_locations=[ROOT])
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[NAME] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def pack_module(dotted: str):
+    """e.g. pack_module("attention.style_aligned")."""
+    return importlib.import_module(f"{load_pack().__name__}.{dotted}")

@@ -1,0 +1,152 @@
+"""Aesthetic value mixing equals out = softmax(Q K_c^T / sqrt(d)) (V_c + s to_v(e)) on cond rows."""
+import math
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+from tests.pack import pack_module
+
+am = pack_module("attention.aesthetic_mix")
+controls = pack_module("attention.controls")
+rows = pack_module("attention.rows")
+
+HEADS, DIM, CTX = 2, 4, 6
+KEY = ("input", 1, 0)
+
+
+def per_head_attention(q, keys, values):
+    """softmax(q k^T / sqrt(d)) v for one row, head by head."""
+    out = []
+    for h in range(HEADS):
+        sl = slice(h * DIM, (h + 1) * DIM)
+        out.append((q[:, sl] @ keys[:, sl].T / math.sqrt(DIM)).softmax(-1) @ values[:, sl])
+    return torch.cat(out, dim=-1)
+
+
+def sdpa(q, k, v, call, mask=None):
+    split = lambda t: t.view(t.shape[0], t.shape[1], HEADS, DIM).transpose(1, 2)
+    o = torch.nn.functional.scaled_dot_product_attention(split(q), split(k), split(v), attn_mask=mask)
+    return o.transpose(1, 2).reshape(q.shape[0], q.shape[1], HEADS * DIM)
+
+
+def tiny_unet():
+    """Just enough of a UNet for attention_module(("input", 1, 0)): a bias-free to_k/to_v."""
+    torch.manual_seed(7)
+    attn2 = SimpleNamespace(to_k=torch.nn.Linear(CTX, HEADS * DIM, bias=False).double(),
+                            to_v=torch.nn.Linear(CTX, HEADS * DIM, bias=False).double())
+    transformer = SimpleNamespace(transformer_blocks=[SimpleNamespace(attn2=attn2)])
+    resblock = SimpleNamespace()
+    return SimpleNamespace(input_blocks=[[resblock], [resblock, transformer]]), attn2
+
+
+def make_call(unet, cond_or_uncond):
+    run = controls.RunInfo(model_sampling=None, sigma=1.0, layer_keys=(KEY,), diffusion_model=unet)
+    return controls.AttentionCall({"n_heads": HEADS, "cond_or_uncond": cond_or_uncond}, KEY, run)
+
+
+@pytest.mark.parametrize("cond_or_uncond", [[1, 0], [0], [1], [1, 0, 0], [0, 1]])
+@pytest.mark.parametrize("content_tokens,aesthetic_tokens", [(5, 5), (10, 5), (15, 10)])
+def test_mixed_attention_matches_formula(cond_or_uncond, content_tokens, aesthetic_tokens):
+    unet, attn2 = tiny_unet()
+    torch.manual_seed(0)
+    B, N = 2, 3
+    batch = B * len(cond_or_uncond)
+    q = torch.randn(batch, N, HEADS * DIM, dtype=torch.float64)
+    context = torch.randn(batch, content_tokens, CTX, dtype=torch.float64)
+    e = torch.randn(1, aesthetic_tokens, CTX, dtype=torch.float64)
+    s = 0.7
+    control = am.AestheticMixControl(aesthetic=e, strength=s)
+    with torch.no_grad():
+        k, v = attn2.to_k(context), attn2.to_v(context)
+        got = control.attend(q, k, v, make_call(unet, cond_or_uncond), sdpa)
+        for row in range(batch):
+            kind = cond_or_uncond[row // B]
+            k_c, v_c = attn2.to_k(context[row]), attn2.to_v(context[row])
+            if kind == 0:
+                # ComfyUI's rule for unequal lengths: repeat both sequences to the lcm
+                common = math.lcm(content_tokens, aesthetic_tokens)
+                reps_c, reps_e = common // content_tokens, common // aesthetic_tokens
+                keys = k_c.repeat(reps_c, 1)
+                values = attn2.to_v(context[row].repeat(reps_c, 1) + s * e[0].repeat(reps_e, 1))
+            else:
+                keys, values = k_c, v_c
+            torch.testing.assert_close(got[row], per_head_attention(q[row], keys, values), rtol=1e-10, atol=1e-10)
+
+
+def test_attention_map_is_the_content_map():
+    """Keys (hence the softmax map) reach the rest of the chain untouched; only values change."""
+    unet, attn2 = tiny_unet()
+    seen = {}
+
+    def capture(q, k, v, call, mask=None):
+        seen.update(q=q, k=k, v=v, mask=mask)
+        return sdpa(q, k, v, call, mask)
+
+    q = torch.randn(4, 3, HEADS * DIM, dtype=torch.float64)
+    k, v = torch.randn(4, 5, HEADS * DIM, dtype=torch.float64), torch.randn(4, 5, HEADS * DIM, dtype=torch.float64)
+    control = am.AestheticMixControl(aesthetic=torch.randn(1, 5, CTX, dtype=torch.float64), strength=1.0)
+    control.attend(q, k, v, make_call(unet, [1, 0]), capture)
+    assert seen["q"] is q and seen["k"] is k and seen["mask"] is None
+    assert torch.equal(seen["v"][:2], v[:2])  # uncond chunk
+    assert not torch.allclose(seen["v"][2:], v[2:])  # cond chunk
+
+
+def test_strength_zero_is_identity_bit_for_bit():
+    torch.manual_seed(3)
+    v = torch.randn(6, 5, 8)
+    aesthetic_values = torch.randn(1, 5, 8)
+    for layout in (rows.chunk_layout(6, [1, 0]), rows.chunk_layout(6, [0]), rows.chunk_layout(6, [1, 0, 0])):
+        assert torch.equal(am.mix_values(v, aesthetic_values, 0.0, layout), v)
+
+
+def test_uncond_rows_are_untouched_bit_for_bit():
+    torch.manual_seed(4)
+    v = torch.randn(6, 5, 8)
+    layout = rows.chunk_layout(6, [1, 0, 1])
+    mixed = am.mix_values(v, torch.randn(1, 5, 8), 2.0, layout)
+    assert torch.equal(mixed[:2], v[:2]) and torch.equal(mixed[4:], v[4:])
+    assert not torch.equal(mixed[2:4], v[2:4])
+
+
+def test_per_row_aesthetic_goes_to_its_row_in_every_cond_chunk():
+    v = torch.zeros(6, 2, 3)
+    per_row = torch.arange(3, dtype=torch.float32).view(3, 1, 1).expand(3, 2, 3)
+    mixed = am.mix_values(v, per_row, 1.0, rows.chunk_layout(6, [0, 0]))
+    assert mixed[:, 0, 0].tolist() == [0.0, 1.0, 2.0, 0.0, 1.0, 2.0]
+
+
+@pytest.mark.parametrize("tokens,length", [(5, 5), (5, 15), (15, 5), (10, 15), (77, 154), (154, 77)])
+def test_align_tokens_is_the_lcm_repetition_folded(tokens, length):
+    torch.manual_seed(5)
+    x = torch.randn(2, tokens, 3, dtype=torch.float64)
+    common = math.lcm(tokens, length)
+    repeated = x.repeat(1, common // tokens, 1)
+    want = torch.stack([repeated[:, j::length].mean(dim=1) for j in range(length)], dim=1)
+    torch.testing.assert_close(am.align_tokens(x, length), want)
+
+
+def test_layer_values_is_the_layers_own_projection_and_linear():
+    _, attn2 = tiny_unet()
+    c, e = torch.randn(1, 5, CTX, dtype=torch.float64), torch.randn(1, 5, CTX, dtype=torch.float64)
+    with torch.no_grad():
+        torch.testing.assert_close(attn2.to_v(c) + 0.3 * am.layer_values(attn2.to_v, e), attn2.to_v(c + 0.3 * e))
+
+
+def test_a_trained_value_branch_plugs_into_the_same_slot():
+    unet, attn2 = tiny_unet()
+    zero_linear = lambda to_v, e: torch.zeros_like(to_v(e))  # a zero-initialised adapter, as VMix trains
+    q = torch.randn(2, 3, HEADS * DIM, dtype=torch.float64)
+    k, v = torch.randn(2, 5, HEADS * DIM, dtype=torch.float64), torch.randn(2, 5, HEADS * DIM, dtype=torch.float64)
+    control = am.AestheticMixControl(aesthetic=torch.randn(1, 5, CTX, dtype=torch.float64), strength=1.0,
+                                     value_branch=zero_linear)
+    call = make_call(unet, [0])
+    with torch.no_grad():
+        assert torch.equal(control.attend(q, k, v, call, sdpa), sdpa(q, k, v, call))
+
+
+def test_attention_module_finds_sd_layers():
+    unet, attn2 = tiny_unet()
+    assert am.attention_module(unet, KEY) is attn2
+    with pytest.raises(LookupError):
+        am.attention_module(unet, ("input", 0, 0))

@@ -1,0 +1,117 @@
+"""ArtBN: generated rows get the reference row's per-channel mean and variance, by ``strength``, in
+self-attention queries/keys (over tokens) and GroupNorm inputs (over height x width)."""
+import pytest
+import torch
+
+from tests.pack import pack_module
+
+art_bn = pack_module("attention.art_bn")
+rows = pack_module("attention.rows")
+controls = pack_module("attention.controls")
+dispatcher = pack_module("attention.dispatcher")
+group_norm = pack_module("attention.group_norm")
+
+
+def formula(x, ref, strength):
+    """sigma(X_a) (X - mu(X)) / sigma(X) + mu(X_a), per channel over tokens (dim 0 of a (T, C) row)."""
+    mu, sd = x.mean(0), torch.sqrt(x.var(0) + 1e-5)
+    mu_a, sd_a = ref.mean(0), torch.sqrt(ref.var(0) + 1e-5)
+    return x + strength * (sd_a * (x - mu) / sd + mu_a - x)
+
+
+@pytest.mark.parametrize("cond_or_uncond", [[1, 0], [0], [1, 0, 0]])
+@pytest.mark.parametrize("strength", [1.0, 0.4])
+def test_generated_rows_follow_the_formula_and_reference_rows_stay(cond_or_uncond, strength):
+    torch.manual_seed(0)
+    B, T, C = 3, 40, 6
+    x = torch.randn(B * len(cond_or_uncond), T, C, dtype=torch.float64) * 2 + 0.5
+    layout = rows.chunk_layout(x.shape[0], cond_or_uncond)
+    got = art_bn.align_generated_rows(x, layout, strength, art_bn.TOKENS)
+    for c in range(layout.chunks):
+        ref = c * B
+        assert torch.equal(got[ref], x[ref])
+        for i in range(ref + 1, ref + B):
+            torch.testing.assert_close(got[i], formula(x[i], x[ref], strength))
+
+
+def test_strength_one_gives_the_reference_statistics():
+    torch.manual_seed(1)
+    x = torch.randn(4, 64, 5, dtype=torch.float64) * 3 + 2
+    layout = rows.chunk_layout(4, [0])
+    got = art_bn.align_generated_rows(x, layout, 1.0, art_bn.TOKENS)
+    for i in range(1, 4):
+        torch.testing.assert_close(got[i].mean(0), x[0].mean(0))
+        torch.testing.assert_close(got[i].std(0), x[0].std(0), rtol=1e-5, atol=1e-5)
+
+
+def test_strength_zero_and_single_rows_are_exact_identity():
+    x = torch.randn(4, 10, 3)
+    assert art_bn.align_generated_rows(x, rows.chunk_layout(4, [1, 0]), 0.0, art_bn.TOKENS) is x
+    assert torch.equal(art_bn.align_generated_rows(x, rows.chunk_layout(4, [1, 0, 0, 0]), 1.0, art_bn.TOKENS), x)
+
+
+def test_fp16_features_keep_their_dtype():
+    x = (torch.randn(2, 16, 4) * 30).half()
+    got = art_bn.align_generated_rows(x, rows.chunk_layout(2, [0]), 1.0, art_bn.TOKENS)
+    assert got.dtype == torch.float16 and torch.isfinite(got).all()
+
+
+def test_attention_control_aligns_queries_and_keys_only():
+    torch.manual_seed(2)
+    q, k, v = (torch.randn(6, 20, 8, dtype=torch.float64) for _ in range(3))
+    seen = {}
+
+    def rest(q_, k_, v_, call_, mask_=None):
+        seen.update(q=q_, k=k_, v=v_)
+        return q_
+
+    call = controls.AttentionCall(extra_options={"n_heads": 2, "cond_or_uncond": [1, 0],
+                                                 "activations_shape": [6, 8, 4, 5]}, key=("input", 1, 0), run=None)
+    art_bn.ArtBNAttentionControl(strength=1.0).attend(q, k, v, call, rest)
+    layout = rows.chunk_layout(6, [1, 0])
+    assert torch.equal(seen["q"], art_bn.align_generated_rows(q, layout, 1.0, art_bn.TOKENS))
+    assert torch.equal(seen["k"], art_bn.align_generated_rows(k, layout, 1.0, art_bn.TOKENS))
+    assert seen["v"] is v
+    # a sub-batch made by an outer control (not the block's whole batch) is passed on untouched
+    sub = controls.AttentionCall(extra_options={"n_heads": 2, "cond_or_uncond": [1, 0],
+                                                "activations_shape": [12, 8, 4, 5]}, key=("input", 1, 0), run=None)
+    art_bn.ArtBNAttentionControl(strength=1.0).attend(q, k, v, sub, rest)
+    assert seen["q"] is q and seen["k"] is k
+
+
+def run_shared_norm(norm, x, stack, cond_or_uncond):
+    run = controls.RunInfo(model_sampling=None, sigma=1.0, layer_keys=())
+    options = {dispatcher.RUN_KEY: run, dispatcher.PACK_KEY: stack, "cond_or_uncond": cond_or_uncond}
+    token = dispatcher.CURRENT_OPTIONS.set(options)
+    try:
+        return group_norm.sharing_copy(norm)(x)
+    finally:
+        dispatcher.CURRENT_OPTIONS.reset(token)
+
+
+def test_group_norm_output_of_generated_rows_has_the_reference_channel_statistics():
+    torch.manual_seed(3)
+    norm = torch.nn.GroupNorm(2, 8, eps=1e-6).double()
+    torch.nn.init.normal_(norm.weight)
+    torch.nn.init.normal_(norm.bias)
+    x = torch.randn(6, 8, 7, 9, dtype=torch.float64) * torch.linspace(0.5, 3, 8)[:, None, None]
+    got = run_shared_norm(norm, x, (art_bn.ArtBNNormControl(strength=1.0),), [1, 0])
+    plain = norm(x)
+    for c in range(2):
+        ref = c * 3
+        assert torch.equal(got[ref], plain[ref])
+        for i in (ref + 1, ref + 2):
+            torch.testing.assert_close(got[i].mean((1, 2)), plain[ref].mean((1, 2)), rtol=1e-4, atol=1e-4)
+            torch.testing.assert_close(got[i].std((1, 2)), plain[ref].std((1, 2)), rtol=1e-4, atol=1e-4)
+    assert torch.equal(run_shared_norm(norm, x, (art_bn.ArtBNNormControl(strength=0.0),), [1, 0]), plain)
+
+
+def test_norm_controls_chain_in_stack_order_with_group_norm_sharing():
+    torch.manual_seed(4)
+    norm = torch.nn.GroupNorm(2, 4).double()
+    x = torch.randn(4, 4, 3, 5, dtype=torch.float64)
+    layout = rows.chunk_layout(4, [1, 0])
+    stack = (art_bn.ArtBNNormControl(strength=1.0), group_norm.GroupNormShareControl())
+    got = run_shared_norm(norm, x, stack, [1, 0])
+    aligned = art_bn.align_generated_rows(x, layout, 1.0, (-2, -1))
+    torch.testing.assert_close(got, group_norm.shared_group_norm(norm, aligned, layout))

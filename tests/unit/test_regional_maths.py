@@ -1,0 +1,198 @@
+"""Regional attention maths equals a straightforward per-row, per-head, per-token formula."""
+import math
+
+import pytest
+import torch
+
+from tests.pack import pack_module
+
+regional = pack_module("attention.regional")
+curves = pack_module("attention.weight_curves")
+
+HEADS, DIM, CTX = 2, 4, 6
+
+
+def softmax_attention(q, k, v):
+    """Per head: softmax(q k^T / sqrt(d)) v, written out."""
+    out = []
+    for h in range(HEADS):
+        sl = slice(h * DIM, (h + 1) * DIM)
+        out.append((q[..., sl] @ k[..., sl].transpose(-1, -2) / math.sqrt(DIM)).softmax(-1) @ v[..., sl])
+    return torch.cat(out, dim=-1)
+
+
+def supersampled_box(box, h, w, factor=40):
+    """Box mask by brute force: rasterise at factor x resolution (pixel centres) and average."""
+    x, y, bw, bh = box
+    ys = (torch.arange(h * factor, dtype=torch.float64) + 0.5) / (h * factor)
+    xs = (torch.arange(w * factor, dtype=torch.float64) + 0.5) / (w * factor)
+    inside = ((ys >= y) & (ys < y + bh))[:, None] & ((xs >= x) & (xs < x + bw))[None, :]
+    return inside.double().reshape(h, factor, w, factor).mean(dim=(1, 3))
+
+
+def make_region(box, weight, seed, tokens=5):
+    gen = torch.Generator().manual_seed(seed)
+    return regional.Region(cond=torch.randn(1, tokens, CTX, generator=gen, dtype=torch.float64),
+                           curve=curves.WeightCurve("constant", weight), box=box)
+
+
+def projections(seed=7):
+    gen = torch.Generator().manual_seed(seed)
+    return (torch.randn(CTX, HEADS * DIM, generator=gen, dtype=torch.float64),
+            torch.randn(CTX, HEADS * DIM, generator=gen, dtype=torch.float64))
+
+
+def blend(chain_out, q, k, v, rows, regions_and_weights, grid):
+    to_k, to_v = projections()
+    return regional.regional_blend(chain_out, q, k, v, rows, regions_and_weights, grid,
+                                   lambda r: (r.cond @ to_k, r.cond @ to_v), softmax_attention)
+
+
+def reference(chain_out, q, k, v, rows, regions_and_weights, grid):
+    """O[r, n] = chain[r, n] + sum_i M_i[n] c_i (A(q[r, n], L_i) - A(q[r, n], D_r)), loop by loop."""
+    to_k, to_v = projections()
+    h, w = grid
+    out = chain_out.clone()
+    masks = [supersampled_box(region.box, h, w).flatten() for region, _ in regions_and_weights]
+    for r in rows:
+        for n in range(h * w):
+            total = torch.zeros(HEADS * DIM, dtype=torch.float64)
+            for (region, c), mask in zip(regions_and_weights, masks):
+                m = float(mask[n])
+                if m == 0.0 or c == 0.0:
+                    continue
+                local = softmax_attention(q[r, n:n + 1], region.cond[0] @ to_k, region.cond[0] @ to_v)[0]
+                full = softmax_attention(q[r, n:n + 1], k[r], v[r])[0]
+                total += m * c * (local - full)
+            out[r, n] += total
+    return out
+
+
+def qkv(batch, h, w, tokens=7, seed=0):
+    gen = torch.Generator().manual_seed(seed)
+    q = torch.randn(batch, h * w, HEADS * DIM, generator=gen, dtype=torch.float64)
+    k = torch.randn(batch, tokens, HEADS * DIM, generator=gen, dtype=torch.float64)
+    v = torch.randn(batch, tokens, HEADS * DIM, generator=gen, dtype=torch.float64)
+    return q, k, v
+
+
+@pytest.mark.parametrize("boxes,weights", [
+    ([(0.1, 0.2, 0.5, 0.4)], [1.0]),
+    ([(0.0, 0.0, 0.55, 1.0), (0.4, 0.3, 0.6, 0.7)], [0.7, 1.3]),  # overlapping, fractional edges
+    ([(0.0, 0.0, 1.0, 1.0), (0.25, 0.25, 0.5, 0.5), (0.6, 0.0, 0.3, 0.3)], [0.5, -0.4, 2.0]),
+])
+def test_blend_matches_per_token_formula(boxes, weights):
+    h, w = 6, 8
+    q, k, v = qkv(4, h, w)
+    chain_out = softmax_attention(q, k, v)
+    regions = [(make_region(b, c, i), c) for i, (b, c) in enumerate(zip(boxes, weights))]
+    rows = [2, 3]  # layout [1, 0]: uncond chunk first
+    got = blend(chain_out, q, k, v, rows, regions, (h, w))
+    torch.testing.assert_close(got, reference(chain_out, q, k, v, rows, regions, (h, w)), rtol=1e-9, atol=1e-9)
+
+
+def test_box_coverage_is_the_covered_area_of_each_cell():
+    for box, (h, w) in [((0.1, 0.2, 0.5, 0.4), (4, 8)), ((0.33, 0.0, 0.34, 1.0), (7, 5)), ((0, 0, 1, 1), (3, 3))]:
+        torch.testing.assert_close(regional.box_coverage(box, h, w).double(), supersampled_box(box, h, w),
+                                   rtol=0, atol=1e-3)
+
+
+def test_mask_is_area_averaged_to_the_layer():
+    mask = torch.zeros(64, 64)
+    mask[:32, 16:48] = 1.0
+    got = regional.resize_mask(mask, 4, 4)
+    want = torch.tensor([[0, 1, 1, 0], [0, 1, 1, 0], [0, 0, 0, 0], [0, 0, 0, 0]], dtype=torch.float32)
+    assert torch.equal(got, want)
+
+
+def test_weight_zero_is_bit_exact_identity():
+    q, k, v = qkv(2, 4, 4)
+    chain_out = softmax_attention(q, k, v)
+    out = blend(chain_out, q, k, v, [0, 1], [(make_region((0.0, 0.0, 1.0, 1.0), 0.0, 1), 0.0)], (4, 4))
+    assert torch.equal(out, chain_out)
+
+
+def test_tokens_outside_every_region_and_uncond_rows_are_unchanged():
+    h, w = 4, 8
+    q, k, v = qkv(4, h, w)
+    chain_out = softmax_attention(q, k, v) + 0.25  # any chain output, e.g. another pack's replace
+    box = (0.5, 0.5, 0.5, 0.5)
+    out = blend(chain_out, q, k, v, [2, 3], [(make_region(box, 1.0, 3), 1.0)], (h, w))
+    inside = supersampled_box(box, h, w).flatten() > 0
+    assert torch.equal(out[:2], chain_out[:2])  # uncond rows
+    assert torch.equal(out[2:, ~inside], chain_out[2:, ~inside])
+    assert not torch.allclose(out[2:, inside], chain_out[2:, inside])
+
+
+def test_foreign_chain_contribution_is_kept_inside_regions():
+    """The regional delta does not depend on what the rest of the chain returned."""
+    q, k, v = qkv(1, 4, 4)
+    plain = softmax_attention(q, k, v)
+    foreign = plain + 0.1 * torch.sin(q)  # e.g. an image-prompt adapter's extra attention
+    regions = [(make_region((0.0, 0.0, 0.5, 1.0), 1.0, 4), 1.0)]
+    delta_plain = blend(plain, q, k, v, [0], regions, (4, 4)) - plain
+    delta_foreign = blend(foreign, q, k, v, [0], regions, (4, 4)) - foreign
+    torch.testing.assert_close(delta_plain, delta_foreign, rtol=1e-12, atol=1e-12)
+
+
+def test_weight_one_full_box_replaces_the_full_prompt():
+    q, k, v = qkv(1, 3, 3)
+    region = make_region((0.0, 0.0, 1.0, 1.0), 1.0, 5)
+    out = blend(softmax_attention(q, k, v), q, k, v, [0], [(region, 1.0)], (3, 3))
+    to_k, to_v = projections()
+    torch.testing.assert_close(out, softmax_attention(q, region.cond @ to_k, region.cond @ to_v))
+
+
+@pytest.mark.parametrize("kind,start,end,switch,values,expect", [
+    ("constant", 0.8, 0.0, 0.5, (), lambda p: 0.8),
+    ("linear", 1.0, 0.2, 0.5, (), lambda p: 1.0 - 0.8 * p),
+    ("cosine", 1.5, 0.5, 0.5, (), lambda p: 0.5 + 0.5 * (1 + math.cos(math.pi * p))),
+    ("step", 1.0, 0.25, 0.3, (), lambda p: 1.0 if p < 0.3 else 0.25),
+    ("list", 0, 0, 0.5, (1.0, 0.5, 0.0, -1.0), lambda p: (1.0, 0.5, 0.0, -1.0)[min(int(p * 4), 3)]),
+])
+def test_curves_follow_their_formula(kind, start, end, switch, values, expect):
+    curve = curves.make_curve("AtelierRegion", kind, start, end, switch, values)
+    for p in [0.0, 0.1, 0.25, 0.3, 0.49, 0.5, 0.75, 0.99, 1.0]:
+        assert curve.at(p) == pytest.approx(expect(p), abs=1e-12), p
+
+
+def test_list_curve_gives_value_k_to_step_k_of_a_normal_schedule():
+    curve = curves.make_curve("AtelierRegion", "list", 0, values="3, 2, 1, 0, -1")
+    steps = 5  # normal scheduler: progress of step i is i / (steps - 1)
+    assert [curve.at(i / (steps - 1)) for i in range(steps)] == [3.0, 2.0, 1.0, 0.0, -1.0]
+
+
+def test_bad_curve_inputs_name_the_input():
+    with pytest.raises(ValueError, match="weights.*'x' is not a number"):
+        curves.make_curve("AtelierRegion", "list", 1.0, values="1, x")
+    with pytest.raises(ValueError, match="no weights"):
+        curves.make_curve("AtelierRegion", "list", 1.0, values=" , ")
+    with pytest.raises(ValueError, match="'wobbly' is not a weight curve"):
+        curves.make_curve("AtelierRegion", "wobbly", 1.0)
+
+
+class LinearTimestepSampling:
+    """A model_sampling whose timestep is 100 * sigma (sigma in [0.01, 10])."""
+    sigma_max, sigma_min = torch.tensor(10.0), torch.tensor(0.01)
+
+    def timestep(self, sigma):
+        return sigma * 100.0
+
+
+def run_info(sigma, sample_sigmas):
+    controls = pack_module("attention.controls")
+    return controls.RunInfo(model_sampling=LinearTimestepSampling(), sigma=sigma, layer_keys=(),
+                            sample_sigmas=None if sample_sigmas is None else torch.tensor(sample_sigmas))
+
+
+def test_step_progress_snaps_every_evaluation_to_its_step():
+    sigmas = [10.0, 7.0, 4.0, 1.0, 0.0]
+    progress = lambda s: (10.0 - s) / (10.0 - 0.01)
+    for sigma, step in [(10.0, 10.0), (7.0, 7.0), (5.5, 7.0), (4.0000001, 4.0), (1.0, 1.0), (0.3, 1.0)]:
+        assert curves.step_progress(run_info(sigma, sigmas)) == pytest.approx(progress(step)), sigma
+
+
+def test_step_progress_is_absolute_for_partial_runs_and_without_sample_sigmas():
+    tail = [4.0, 1.0, 0.0]  # denoise < 1 or the second half of split sigmas
+    assert curves.step_progress(run_info(4.0, tail)) == pytest.approx((10.0 - 4.0) / 9.99)
+    assert curves.step_progress(run_info(2.5, None)) == pytest.approx((10.0 - 2.5) / 9.99)

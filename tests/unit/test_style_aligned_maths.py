@@ -1,0 +1,110 @@
+"""StyleAligned's shared attention equals a straightforward per-row formula (peers.md)."""
+import math
+
+import pytest
+import torch
+
+from tests.pack import pack_module
+
+sa = pack_module("attention.style_aligned")
+rows = pack_module("attention.rows")
+
+HEADS, DIM = 2, 8
+
+
+def reference_formula(q, k, v, layout, share, adain_q, adain_k, adain_v, scale, shift):
+    """Loop over chunks and rows, per head, exactly as the paper writes it."""
+    out = torch.empty_like(q)
+    def stats(x):  # (T, C): mean and unbiased std over tokens per channel
+        return x.mean(0), torch.sqrt(x.var(0, unbiased=True) + 1e-5)
+    def ada(x, r):
+        mx, sx = stats(x)
+        mr, sr = stats(r)
+        return (x - mx) / sx * sr + mr
+    for c in range(layout.chunks):
+        r0 = c * layout.rows
+        for i in range(layout.rows):
+            row = r0 + i
+            qi, ki, vi = q[row], k[row], v[row]
+            keys, vals, bias = ki, vi, torch.zeros(ki.shape[0])
+            if i > 0:
+                if adain_q: qi = ada(qi, q[r0])
+                if adain_k: ki = ada(ki, k[r0])
+                if adain_v: vi = ada(vi, v[r0])
+                keys, vals = ki, vi
+                if share:
+                    keys = torch.cat([ki, scale * k[r0]])
+                    vals = torch.cat([vi, v[r0]])
+                    bias = torch.cat([torch.zeros(ki.shape[0]), torch.full((ki.shape[0],), shift)])
+                else:
+                    bias = torch.zeros(ki.shape[0])
+            heads_out = []
+            for h in range(HEADS):
+                sl = slice(h * DIM, (h + 1) * DIM)
+                scores = qi[:, sl] @ keys[:, sl].T / math.sqrt(DIM) + bias
+                heads_out.append(scores.softmax(-1) @ vals[:, sl])
+            out[row] = torch.cat(heads_out, dim=-1)
+    return out
+
+
+def sdpa(q, k, v, mask):
+    b, n, _ = q.shape
+    split = lambda t: t.view(t.shape[0], t.shape[1], HEADS, DIM).transpose(1, 2)
+    o = torch.nn.functional.scaled_dot_product_attention(split(q), split(k), split(v), attn_mask=mask)
+    return o.transpose(1, 2).reshape(b, n, HEADS * DIM)
+
+
+@pytest.mark.parametrize("share,adain_q,adain_k,adain_v,scale,shift", [
+    (True, True, True, False, 1.0, 0.0),
+    (True, True, True, True, 1.0, 0.0),
+    (True, False, False, False, 1.5, 0.0),
+    (True, True, True, False, 0.8, math.log(2)),
+    (False, True, True, False, 1.0, 0.0),
+    (True, False, True, False, 1.0, -1.0),
+])
+@pytest.mark.parametrize("cond_or_uncond", [[1, 0], [0], [1], [1, 0, 0]])
+def test_shared_attention_matches_formula(share, adain_q, adain_k, adain_v, scale, shift, cond_or_uncond):
+    torch.manual_seed(0)
+    B, T = 3, 5
+    n = B * len(cond_or_uncond)
+    q, k, v = (torch.randn(n, T, HEADS * DIM, dtype=torch.float64) for _ in range(3))
+    layout = rows.chunk_layout(n, cond_or_uncond)
+    settings = sa.SharingSettings(share, adain_q, adain_k, adain_v, scale, shift)
+    got = sa.shared_attention(q, k, v, layout, settings, sdpa)
+    want = reference_formula(q, k, v, layout, share, adain_q, adain_k, adain_v, scale, shift)
+    torch.testing.assert_close(got, want, rtol=1e-9, atol=1e-9)
+
+
+def test_reference_rows_are_untouched_bit_for_bit():
+    torch.manual_seed(1)
+    q, k, v = (torch.randn(8, 6, HEADS * DIM) for _ in range(3))
+    layout = rows.chunk_layout(8, [1, 0])
+    settings = sa.SharingSettings(True, True, True, True, 2.0, 1.0)
+    got = sa.shared_attention(q, k, v, layout, settings, sdpa)
+    plain = sdpa(q, k, v, None)
+    for r in layout.reference_rows():
+        assert torch.equal(got[r], plain[r])
+    assert not torch.allclose(got[1], plain[1])
+
+
+def test_neutral_settings_are_plain_attention():
+    torch.manual_seed(2)
+    q, k, v = (torch.randn(4, 6, HEADS * DIM) for _ in range(3))
+    layout = rows.chunk_layout(4, [0])
+    neutral = sa.SharingSettings(False, False, False, False)
+    assert torch.equal(sa.shared_attention(q, k, v, layout, neutral, sdpa), sdpa(q, k, v, None))
+
+
+def test_single_row_batches_are_plain_attention():
+    q, k, v = (torch.randn(2, 6, HEADS * DIM) for _ in range(3))
+    layout = rows.chunk_layout(2, [1, 0])  # one row per chunk: nothing to share with
+    assert torch.equal(sa.shared_attention(q, k, v, layout, sa.SharingSettings(), sdpa), sdpa(q, k, v, None))
+
+
+def test_adain_gives_reference_statistics():
+    torch.manual_seed(3)
+    x = torch.randn(2, 50, 4, dtype=torch.float64) * 3 + 1
+    ref = torch.randn(1, 50, 4, dtype=torch.float64) * 0.5 - 2
+    y = sa.adain(x, ref)
+    torch.testing.assert_close(y.mean(-2), ref.mean(-2).expand(2, 4))
+    torch.testing.assert_close(y.std(-2), ref.std(-2).expand(2, 4), rtol=1e-4, atol=1e-4)
