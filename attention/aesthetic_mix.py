@@ -53,20 +53,26 @@ def align_tokens(x: torch.Tensor, length: int) -> torch.Tensor:
     return tiled.reshape(x.shape[0], common // length, length, x.shape[2]).mean(dim=1)
 
 
-def mix_values(v: torch.Tensor, aesthetic_values: torch.Tensor, strength: float, layout: ChunkLayout) -> torch.Tensor:
-    """V + s * V_aes on the rows of cond chunks; uncond rows are returned bit for bit.
+def row_weights(layout: ChunkLayout, strength: float) -> torch.Tensor:
+    """(batch, 1, 1): s on the rows of cond chunks, 0 on uncond rows."""
+    per_chunk = [strength if kind == 0 else 0.0 for kind in layout.cond_or_uncond]
+    return torch.tensor(per_chunk, dtype=torch.float64).repeat_interleave(layout.rows).view(-1, 1, 1)
 
-    ``aesthetic_values`` is (1 or B, T, D) with B the latent rows per chunk.
+
+def mix_values(v: torch.Tensor, aesthetic_values: torch.Tensor, strength: float, layout: ChunkLayout,
+               weights: torch.Tensor = None) -> torch.Tensor:
+    """V + s * V_aes on the rows of cond chunks, V (bit for bit) on uncond rows.
+
+    ``aesthetic_values`` is (1 or B, T, D) with B the latent rows per chunk; ``weights`` is
+    :func:`row_weights` already on v's device (one fused kernel, no host-to-device copy per call).
     """
-    cond_rows = layout.rows_of(0)
-    if not cond_rows:
+    if 0 not in layout.cond_or_uncond:
         return v
-    per_chunk = (strength * aesthetic_values).expand(layout.rows, -1, -1)
-    if len(cond_rows) == v.shape[0]:
-        return v + per_chunk.repeat(layout.chunks, 1, 1)
-    added = per_chunk.repeat(len(cond_rows) // layout.rows, 1, 1)
-    index = torch.tensor(cond_rows, device=v.device)
-    return v.index_add(0, index, added)
+    if aesthetic_values.shape[0] not in (1, v.shape[0]):
+        aesthetic_values = aesthetic_values.repeat(layout.chunks, 1, 1)
+    if weights is None:
+        weights = row_weights(layout, strength).to(device=v.device, dtype=v.dtype)
+    return torch.addcmul(v, weights, aesthetic_values)
 
 
 def attention_module(diffusion_model, key: tuple, slot: str = "attn2"):
@@ -91,17 +97,21 @@ class AestheticMixControl(AttentionControl):
     layers: LayerSelection = LayerSelection()
     window: Window = Window()
     slot: str = "attn2"
-    _cast: dict = field(default_factory=dict, compare=False, repr=False)  # (device, dtype) -> aesthetic
+    _cache: dict = field(default_factory=dict, compare=False, repr=False)  # per device/dtype/layout
 
-    def aesthetic_as(self, like: torch.Tensor) -> torch.Tensor:
-        key = (like.device, like.dtype)
-        cast = self._cast.get(key)
-        if cast is None:
-            cast = self._cast[key] = self.aesthetic.to(device=like.device, dtype=like.dtype)
-        return cast
+    def _cached(self, key, make):
+        value = self._cache.get(key)
+        if value is None:
+            value = self._cache[key] = make()
+        return value
 
     def attend(self, q, k, v, call, next_attention, mask=None):
+        layout = call.layout(v.shape[0])
+        if 0 not in layout.cond_or_uncond:  # an uncond-only call: nothing to mix
+            return next_attention(q, k, v, call, mask)
+        aesthetic = self._cached((v.device, v.dtype), lambda: self.aesthetic.to(device=v.device, dtype=v.dtype))
+        weights = self._cached((v.device, v.dtype, layout), lambda: row_weights(layout, self.strength).to(v))
         module = attention_module(call.run.diffusion_model, call.key, self.slot)
-        aesthetic_values = align_tokens(self.value_branch(module.to_v, self.aesthetic_as(v)), v.shape[1])
-        mixed = mix_values(v, aesthetic_values, self.strength, call.layout(v.shape[0]))
+        aesthetic_values = align_tokens(self.value_branch(module.to_v, aesthetic), v.shape[1])
+        mixed = mix_values(v, aesthetic_values, self.strength, layout, weights)
         return next_attention(q, k, mixed, call, mask)

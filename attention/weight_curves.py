@@ -4,7 +4,7 @@
     linear    c(p) = w0 + (w1 - w0) p
     cosine    c(p) = w1 + (w0 - w1) (1 + cos(pi p)) / 2
     step      c(p) = w0 for p < p_s, w1 from p_s on
-    list      c(p) = v_k with k = min(floor(p K), K - 1) for K values v_0..v_{K-1}
+    list      c(p) = v_k with k = min(floor(p K + 0.01), K - 1) for K values v_0..v_{K-1}
 
 Progress is ComfyUI's percent scale (the one of start/end percent and ControlNet) taken at the
 sigma of the sampling step an evaluation belongs to: the run's ``sample_sigmas`` give the step, so
@@ -23,6 +23,7 @@ from .errors import AtelierError
 
 CURVE_KINDS = ("constant", "linear", "cosine", "step", "list")
 STEP_TOLERANCE = 1e-4  # relative; sigmas a sampler passes back are float copies of sample_sigmas
+LIST_EDGE_SHIFT = 0.01  # fraction of a list bin
 
 
 @dataclass(frozen=True)
@@ -43,8 +44,9 @@ class WeightCurve:
             return self.end + (self.start - self.end) * (1.0 + math.cos(math.pi * p)) / 2.0
         if self.kind == "step":
             return self.start if p < self.switch_at else self.end
-        # p on a bin edge (k / K) belongs to bin k, whatever rounding the sigma -> progress path left
-        return self.values[min(int(p * len(self.values) + STEP_TOLERANCE), len(self.values) - 1)]
+        # Steps of the normal/simple schedulers sit on or just below a bin edge k / K after the sigma ->
+        # timestep round trip; shifting the edges by 1% of a bin puts them in the bin they start.
+        return self.values[min(int(p * len(self.values) + LIST_EDGE_SHIFT), len(self.values) - 1)]
 
     @property
     def always_zero(self) -> bool:

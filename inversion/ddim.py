@@ -9,11 +9,12 @@ with D the (CFG-combined) denoiser. Inverting that step for x_i given x_{i+1} is
 
     x_i = x_{i+1} + (s_i - s_{i+1}) * eps(x_i, s_i)
 
-Plain DDIM inversion takes one Euler step up the ascending schedule with the slope read at the target
-noise level, eps(x_{i+1}, s_i) (the usual DDIM inversion of Song et al. / Mokady et al., which needs no
-model call at sigma 0). ``refine_iterations`` then iterates the implicit equation as a fixed point
-(ReNoise-style, Garibi et al. 2024): each iteration is one model call and, where
-(s_i - s_{i+1}) * Lip(eps) < 1, shrinks the round-trip error geometrically.
+Plain DDIM inversion (Song et al.; Mokady et al.'s null-text code) takes one Euler step up the
+ascending schedule with the noise read at the target level from the DDPM latent z = x / sqrt(1 + s^2)
+of the current step: eps(x_{i+1} * sqrt((1 + s_i^2) / (1 + s_{i+1}^2)), s_i), i.e. the model sees the same
+input as at the step below (no model call at sigma 0 is needed). ``refine_iterations`` then iterates the
+implicit equation as a fixed point (ReNoise-style, Garibi et al. 2024): each iteration is one model call
+and, where (s_i - s_{i+1}) * Lip(eps) < 1, shrinks the error of the step geometrically.
 """
 from __future__ import annotations
 
@@ -25,10 +26,6 @@ import torch
 Denoiser = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
-import os
-_VARIANT = os.environ.get("INV_VARIANT", "")
-
-
 def noise_estimate(denoise: Denoiser, x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
     """eps(x, s) = (x - D(x, s)) / s, the slope of the DDIM path in sigma."""
     return (x - denoise(x, sigma)) / sigma
@@ -37,9 +34,7 @@ def noise_estimate(denoise: Denoiser, x: torch.Tensor, sigma: torch.Tensor) -> t
 def inversion_step(denoise: Denoiser, x_low: torch.Tensor, sigma_low: torch.Tensor, sigma_high: torch.Tensor,
                    refine_iterations: int = 0) -> torch.Tensor:
     """x at sigma_high whose DDIM step down to sigma_low lands on x_low; 1 + refine_iterations model calls."""
-    x_high = x_low
-    if _VARIANT == "paper":
-        x_high = x_low * ((1 + sigma_high ** 2) / (1 + sigma_low ** 2)) ** 0.5
+    x_high = x_low * ((1 + sigma_high ** 2) / (1 + sigma_low ** 2)) ** 0.5  # the model sees z_low again
     for _ in range(1 + refine_iterations):
         x_high = x_low + (sigma_high - sigma_low) * noise_estimate(denoise, x_high, sigma_high)
     return x_high

@@ -12,7 +12,7 @@ from ..inversion.sampler import invert_latent, zero_conditioning
 from .common import CATEGORY
 
 NODE = "AtelierInvert"
-Trajectory = io.Custom("ATELIER_TRAJECTORY")
+TrajectoryType = io.Custom("ATELIER_TRAJECTORY")  # inversion.trajectory.Trajectory
 
 
 def require_invertible(model):
@@ -64,7 +64,7 @@ class AtelierInvert(io.ComfyNode):
                 io.Latent.Output(display_name="noised_latent",
                                  tooltip="x_T: the latent at the highest sigma; sample it with noise "
                                          "disabled to get the input back."),
-                Trajectory.Output(display_name="trajectory",
+                TrajectoryType.Output(display_name="trajectory",
                                   tooltip="Every per-step latent with its sigma and conditioning; wire it "
                                           "to AtelierStyleAligned's reference input."),
                 io.Sigmas.Output(display_name="sigmas",

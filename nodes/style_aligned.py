@@ -7,6 +7,7 @@ from ..attention import dispatcher
 from ..attention.group_norm import GroupNormShareControl, install_group_norm_sharing
 from ..attention.style_aligned import SharedAttentionControl, SharingSettings
 from ..inversion.reference_node import attach_reference
+from .inversion import TrajectoryType
 from .common import CATEGORY, layers_input, make_layers, make_window, model_input, model_output, window_inputs
 
 NODE = "AtelierStyleAligned"
@@ -50,7 +51,7 @@ class AtelierStyleAligned(io.ComfyNode):
                                tooltip="Fraction of the selected self-attention layers left unshared, spread "
                                        "evenly (the official only_self_level). 0 shares them all."),
                 *window_inputs(),
-                io.Custom("ATELIER_TRAJECTORY").Input(
+                TrajectoryType.Input(
                     "reference", optional=True,
                     tooltip="Optional: AtelierInvert's trajectory of a real image. Then the reference row is "
                             "that image (following its inversion at every step, with the inversion's "

@@ -23,7 +23,8 @@ BANNED_CALLS = {
 def shipped_files():
     for p in sorted(ROOT.rglob("*.py")):
         rel = p.relative_to(ROOT)
-        if not set(rel.parts[:-1]) & NOT_SHIPPED:
+        hidden = any(part.startswith(".") for part in rel.parts[:-1])  # .venv, .cache, local tool dirs
+        if not hidden and not set(rel.parts[:-1]) & NOT_SHIPPED:
             yield p
 
 

@@ -23,7 +23,7 @@ function curveAt(box, p) {
     case "step": return p < Number(box.switch_at ?? 0.5) ? w0 : w1;
     case "list": {
       const v = listValues(box.weights);
-      return v.length ? v[Math.min(Math.floor(p * v.length + 1e-4), v.length - 1)] : 0;
+      return v.length ? v[Math.min(Math.floor(p * v.length + 0.01), v.length - 1)] : 0;
     }
     default: return w0;
   }

@@ -60,13 +60,18 @@ def base_adapter(comfy):
 
 
 @pytest.fixture(scope="module")
+def sdxl_adapter(comfy):
+    return load_adapter(comfy, SDXL_BASE)
+
+
+@pytest.fixture(scope="module")
 def vanilla(comfy):
     return sample(comfy, comfy.sd15.model)
 
 
-def test_loader_reads_the_standard_files(comfy):
+def test_loader_reads_the_standard_files(comfy, base_adapter, sdxl_adapter):
     assert SD15_BASE in comfy.node_class("AtelierIPAdapterLoader").define_schema().inputs[0].options
-    base, plus, sdxl = (load_adapter(comfy, name) for name in (SD15_BASE, SD15_PLUS, SDXL_BASE))
+    base, plus, sdxl = base_adapter, load_adapter(comfy, SD15_PLUS), sdxl_adapter
     assert (base.variant, base.family, base.tokens, base.layer_count) == ("base", "SD1.5", 4, 7)
     assert (plus.variant, plus.family, plus.tokens) == ("plus", "SD1.5", 16)
     assert (sdxl.variant, sdxl.family, sdxl.layer_count) == ("base", "SDXL", 70)
@@ -145,9 +150,9 @@ def atelier_error(excinfo) -> str:
     return str(excinfo.value)
 
 
-def test_adapter_of_the_other_family_is_refused_naming_both(comfy, vision):
+def test_adapter_of_the_other_family_is_refused_naming_both(comfy, vision, sdxl_adapter):
     with pytest.raises(ValueError) as e:
-        image_prompt(comfy, comfy.sd15.model, load_adapter(comfy, SDXL_BASE), vision)
+        image_prompt(comfy, comfy.sd15.model, sdxl_adapter, vision)
     message = atelier_error(e)
     assert message.startswith("AtelierImagePrompt: input 'ipadapter'")
     assert "SDXL" in message and "2048" in message and "SD1.5" in message and "768" in message

@@ -46,12 +46,12 @@ def test_refinement_cuts_the_round_trip_error_at_least_tenfold(comfy, case):
 
 
 def test_trajectory_holds_every_step_at_the_schedule_sigmas(comfy):
-    import comfy.samplers
+    from comfy.samplers import calculate_sigmas
     checkpoint = comfy.sd15
     latent = image_latent(checkpoint)
     steps = 4
     noised, trajectory, sigmas = invert(comfy, checkpoint.model, latent, steps, refine=1, scheduler="karras")
-    expected = comfy.samplers.calculate_sigmas(checkpoint.model.get_model_object("model_sampling"), "karras", steps)
+    expected = calculate_sigmas(checkpoint.model.get_model_object("model_sampling"), "karras", steps)
     torch.testing.assert_close(sigmas, expected.cpu())
     assert trajectory.latents.shape == (steps + 1, 1, 4, 8, 8)
     torch.testing.assert_close(trajectory.sigmas, sigmas)

@@ -148,7 +148,7 @@ def test_weight_one_full_box_replaces_the_full_prompt():
     ("linear", 1.0, 0.2, 0.5, (), lambda p: 1.0 - 0.8 * p),
     ("cosine", 1.5, 0.5, 0.5, (), lambda p: 0.5 + 0.5 * (1 + math.cos(math.pi * p))),
     ("step", 1.0, 0.25, 0.3, (), lambda p: 1.0 if p < 0.3 else 0.25),
-    ("list", 0, 0, 0.5, (1.0, 0.5, 0.0, -1.0), lambda p: (1.0, 0.5, 0.0, -1.0)[min(int(p * 4), 3)]),
+    ("list", 0, 0, 0.5, (1.0, 0.5, 0.0, -1.0), lambda p: (1.0, 0.5, 0.0, -1.0)[min(int(p * 4 + 0.01), 3)]),
 ])
 def test_curves_follow_their_formula(kind, start, end, switch, values, expect):
     curve = curves.make_curve("AtelierRegion", kind, start, end, switch, values)
@@ -160,6 +160,11 @@ def test_list_curve_gives_value_k_to_step_k_of_a_normal_schedule():
     curve = curves.make_curve("AtelierRegion", "list", 0, values="3, 2, 1, 0, -1")
     steps = 5  # normal scheduler: progress of step i is i / (steps - 1)
     assert [curve.at(i / (steps - 1)) for i in range(steps)] == [3.0, 2.0, 1.0, 0.0, -1.0]
+
+
+def test_list_curve_puts_steps_just_below_a_bin_edge_in_the_next_bin():
+    curve = curves.make_curve("AtelierRegion", "list", 0, values="0, 1, 2, 3")
+    assert [curve.at(p) for p in (0.2499, 0.25, 0.4999, 0.745, 0.7499)] == [1.0, 1.0, 2.0, 2.0, 3.0]
 
 
 def test_bad_curve_inputs_name_the_input():
