@@ -50,6 +50,13 @@ class RunInfo:
     sample_sigmas: Optional[torch.Tensor] = field(default=None, compare=False)
     # the UNet being run, object patches applied: controls that need a layer's own projections
     diffusion_model: object = field(default=None, compare=False, repr=False)
+    _memo: dict = field(default_factory=dict, compare=False, repr=False)
+
+    def memo(self, name: str, compute):
+        """``compute()`` once per model evaluation (every layer sees the same value; avoids GPU syncs)."""
+        if name not in self._memo:
+            self._memo[name] = compute()
+        return self._memo[name]
 
     def progress(self) -> float:
         """Sampling progress in [0, 1] of the current sigma (ComfyUI's percent scale)."""

@@ -43,12 +43,14 @@ class Region:
     def __deepcopy__(self, memo):
         return self
 
-    def grid(self, h: int, w: int) -> torch.Tensor:
+    def grid(self, h: int, w: int, device=None, dtype=torch.float32) -> torch.Tensor:
         """M_i at an (h, w) activation grid, flattened row-major like the attention tokens."""
-        cached = self._grids.get((h, w))
+        key = (h, w, str(device), dtype)
+        cached = self._grids.get(key)
         if cached is None:
-            cached = (box_coverage(self.box, h, w) if self.mask is None else resize_mask(self.mask, h, w)).flatten()
-            self._grids[(h, w)] = cached
+            grid = box_coverage(self.box, h, w) if self.mask is None else resize_mask(self.mask, h, w)
+            cached = grid.flatten().to(device=device, dtype=dtype)
+            self._grids[key] = cached
         return cached
 
 
@@ -118,31 +120,19 @@ def regional_blend(chain_out, q, k, v, rows, regions_and_weights, grid, local_kv
     """O = chain_out + sum_i M_i c_i (A(Q, L_i) - A(Q, D)) on the cond ``rows``; other rows as given.
 
     ``local_kv(region)`` -> (K_L, V_L) of shape (1, T, C); ``attention(q, k, v)`` is plain attention.
-    Only query tokens with M_i c_i != 0 are computed, so tokens outside all regions stay bit-exact.
+    Dense over tokens (no data-dependent indexing, so no GPU syncs); a token outside every region
+    gets chain_out + 0, which is chain_out bit for bit.
     """
-    rows = torch.as_tensor(rows, device=q.device)
-    q_c, k_c, v_c = q[rows], k[rows], v[rows]
-    weighted = [(region, region.grid(*grid).to(q.device, q.dtype) * weight) for region, weight in regions_and_weights]
-    union = torch.zeros(q.shape[1], dtype=torch.bool, device=q.device)
-    for _, m in weighted:
-        union |= m != 0
-    if not bool(union.any()):
-        return chain_out
-    union_idx = union.nonzero().squeeze(1)
-    full = torch.zeros_like(q_c)
-    full[:, union_idx] = attention(q_c[:, union_idx], k_c, v_c)
-    out_c = chain_out[rows].clone()
-    for region, m in weighted:
-        idx = (m != 0).nonzero().squeeze(1)
-        if idx.numel() == 0:
-            continue
+    index = torch.as_tensor(rows, device=q.device)
+    q_c, k_c, v_c = q.index_select(0, index), k.index_select(0, index), v.index_select(0, index)
+    full = attention(q_c, k_c, v_c)
+    delta = torch.zeros_like(full)
+    for region, weight in regions_and_weights:
+        m = region.grid(*grid, device=q.device, dtype=q.dtype) * weight
         k_l, v_l = local_kv(region)
-        batch = q_c.shape[0]
-        local = attention(q_c[:, idx], k_l.expand(batch, -1, -1), v_l.expand(batch, -1, -1))
-        out_c[:, idx] += m[idx, None] * (local - full[:, idx])
-    out = chain_out.clone()
-    out[rows] = out_c
-    return out
+        local = attention(q_c, k_l.expand(q_c.shape[0], -1, -1), v_l.expand(q_c.shape[0], -1, -1))
+        delta += m[None, :, None] * (local - full)
+    return chain_out.index_add(0, index, delta)
 
 
 @dataclass(frozen=True)

@@ -104,5 +104,7 @@ def step_sigma(sigma: float, sample_sigmas) -> float:
 
 def step_progress(run) -> float:
     """Progress p of the step the evaluation described by ``run`` (a RunInfo) belongs to."""
-    sigma = step_sigma(run.sigma, run.sample_sigmas)
-    return dataclasses.replace(run, sigma=sigma).progress()
+    def compute():
+        sigma = step_sigma(run.sigma, run.sample_sigmas)
+        return dataclasses.replace(run, sigma=sigma).progress()
+    return run.memo("step_progress", compute)
