@@ -50,10 +50,6 @@ def align_generated_rows(x: torch.Tensor, layout: ChunkLayout, strength: float, 
     return torch.cat([xs[:, :1], generated], dim=1).flatten(0, 1)
 
 
-def _whole_batch(x: torch.Tensor, layout: ChunkLayout) -> bool:
-    return x.shape[0] == layout.chunks * layout.rows
-
-
 @dataclass(frozen=True)
 class ArtBNAttentionControl(AttentionControl):
     """ArtBN on the queries and keys of self-attention (values untouched), then the rest of the chain."""
@@ -63,14 +59,11 @@ class ArtBNAttentionControl(AttentionControl):
     window: Window = Window()
     slot: str = "attn1"
 
-    def attend(self, q, k, v, call, next_attention, mask=None):
-        shape = call.activations_shape
-        if shape is not None and shape[0] != q.shape[0]:
-            return next_attention(q, k, v, call, mask)  # a sub-batch split by an outer control
+    def prepare(self, q, k, v, call):
+        # the prepare phase always sees the whole batch, so ArtBN composes with StyleAligned in any order
         layout = call.layout(q.shape[0])
-        q = align_generated_rows(q, layout, self.strength, TOKENS)
-        k = align_generated_rows(k, layout, self.strength, TOKENS)
-        return next_attention(q, k, v, call, mask)
+        return (align_generated_rows(q, layout, self.strength, TOKENS),
+                align_generated_rows(k, layout, self.strength, TOKENS), v)
 
 
 @dataclass(frozen=True)
@@ -81,8 +74,10 @@ class ArtBNNormControl(AttentionControl):
     window: Window = Window()
     slot: str = "norm"
 
-    def group_norm(self, norm_forward, x, layout: ChunkLayout):
-        if x.ndim < 3 or not _whole_batch(x, layout):
-            return norm_forward(x)  # e.g. inside StyleAligned's joined GroupNorm
+    def prepare_norm_input(self, x, layout: ChunkLayout):
+        # the whole batch, before any control (GroupNorm sharing) splits it: order-independent
         spatial = tuple(range(2 - x.ndim, 0))  # (batch, channels, height, width): over height x width
-        return norm_forward(align_generated_rows(x, layout, self.strength, spatial))
+        return align_generated_rows(x, layout, self.strength, spatial)
+
+    def group_norm(self, norm_forward, x, layout: ChunkLayout):
+        return norm_forward(x)

@@ -80,9 +80,15 @@ class AttentionControl:
     def active_at(self, run: RunInfo) -> bool:
         return self.window.contains(run.sigma, run.model_sampling)
 
+    def prepare(self, q, k, v, call: AttentionCall):
+        """Phase 1, every control in stack order, always on the whole batch: transform q, k, v
+        (statistics alignment and the like). Order-independent across controls that only prepare."""
+        return q, k, v
+
     def attend(self, q, k, v, call: AttentionCall, next_attention: Attention, mask=None) -> torch.Tensor:
-        """Return the attention output; call ``next_attention(q, k, v, call, mask)`` for the rest."""
-        raise NotImplementedError
+        """Phase 2, chained: return the attention output; ``next_attention(q, k, v, call, mask)`` runs
+        the rest of the chain (it may receive a sub-batch or extra keys from an outer control)."""
+        return next_attention(q, k, v, call, mask)
 
     def __deepcopy__(self, memo):
         # Immutable: ModelPatcher.clone() deep-copies model_options on every clone; share instead.

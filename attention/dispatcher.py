@@ -131,6 +131,8 @@ class Dispatcher:
 
     def __call__(self, q, k, v, extra_options):
         call = AttentionCall(extra_options=extra_options, key=self.key, run=self.run)
+        for control in self.controls:
+            q, k, v = control.prepare(q, k, v, call)
         attention = self.base_attention
         for control in reversed(self.controls):
             attention = functools.partial(_run_control, control, attention)

@@ -27,6 +27,9 @@ class GroupNormShareControl(AttentionControl):
     window: Window = Window()
     slot: str = "norm"
 
+    def prepare_norm_input(self, x, layout):
+        return x
+
     def group_norm(self, norm_forward, x, layout):
         return shared_group_norm(norm_forward, x, layout)
 
@@ -55,6 +58,7 @@ def _active_norm_controls(options) -> list:
 
 
 def _run_norm_control(control, norm_forward, layout, x):
+    # phase 2, chained: group_norm(norm_forward, x, layout) may split the batch (sharing does)
     return control.group_norm(norm_forward, x, layout)
 
 
@@ -67,6 +71,8 @@ class _SharedNormMixin:
         if not controls:
             return super().forward(x)
         layout = chunk_layout(x.shape[0], options.get("cond_or_uncond"))
+        for control in controls:  # phase 1 on the whole batch, as in the attention dispatcher
+            x = control.prepare_norm_input(x, layout)
         norm_forward = super().forward
         for control in reversed(controls):  # stack order, like the attention chain
             norm_forward = functools.partial(_run_norm_control, control, norm_forward, layout)

@@ -148,7 +148,7 @@ class AtelierArtBN(io.ComfyNode):
                 "channel. 'attention': queries and keys of self-attention in the selected layers (stats "
                 "over tokens); 'group_norm': the input of every GroupNorm of the UNet (stats over "
                 "height x width); 'both'. The reference row never changes; strength 0 changes nothing. "
-                "Put it before AtelierStyleAligned in the model chain."),
+                "Works before or after AtelierStyleAligned in the model chain."),
             inputs=[
                 model_input(),
                 io.Float.Input("strength", default=1.0, min=0.0, max=1.0, step=0.01,

@@ -54,7 +54,10 @@ def all_in_one(args):
 
     from scripts.bench_common import sample_once
     from tests.comfy.all_in_one_graph import load, without_atelier_nodes
+    import tiny_models.env  # the harness's copy of the module bench_common bootstrapped as scripts.tiny_models.env
+    from scripts.tiny_models import env as bench_env
     from tests.harness.inprocess import get_harness
+    tiny_models.env._BOOTSTRAPPED = bench_env._BOOTSTRAPPED
     harness = get_harness()
     graph = load()
     plain = without_atelier_nodes(graph)

@@ -72,6 +72,7 @@ def comfy():
     import gc
     from tests.harness.inprocess import get_harness
     harness = get_harness()
+    harness.load_nodes()  # so tests.pack finds the pack ComfyUI loaded (its classes are the nodes')
     yield harness
     harness._ckpts.clear()  # free models while ComfyUI's modules are still alive (no __del__ noise at exit)
     gc.collect()

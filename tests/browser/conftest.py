@@ -15,8 +15,10 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networki
 READY = "window.app && window.app.graph && window.app.extensions && window.app.extensions.length > 0"
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser():
+    # Module scope: playwright's sync API keeps an event loop running until it stops, and the
+    # in-process ComfyUI tests that run later in the same session need asyncio.run().
     if not os.path.exists(CHROMIUM):
         pytest.skip(f"no Chromium at {CHROMIUM}: install it with 'apt-get install -y chromium'")
     from playwright.sync_api import sync_playwright

@@ -59,24 +59,26 @@ def test_fp16_features_keep_their_dtype():
 def test_attention_control_aligns_queries_and_keys_only():
     torch.manual_seed(2)
     q, k, v = (torch.randn(6, 20, 8, dtype=torch.float64) for _ in range(3))
+    call = controls.AttentionCall(extra_options={"n_heads": 2, "cond_or_uncond": [1, 0],
+                                                 "activations_shape": [6, 8, 4, 5]}, key=("input", 1, 0), run=None)
+    q2, k2, v2 = art_bn.ArtBNAttentionControl(strength=1.0).prepare(q, k, v, call)
+    layout = rows.chunk_layout(6, [1, 0])
+    assert torch.equal(q2, art_bn.align_generated_rows(q, layout, 1.0, art_bn.TOKENS))
+    assert torch.equal(k2, art_bn.align_generated_rows(k, layout, 1.0, art_bn.TOKENS))
+    assert v2 is v
+
+
+def test_attention_control_runs_in_the_prepare_phase_so_order_does_not_matter():
+    """The dispatcher runs every control's prepare on the whole batch before any attend; ArtBN's
+    attend is a pass-through, so an outer StyleAligned (which splits the batch) cannot hide it."""
     seen = {}
 
     def rest(q_, k_, v_, call_, mask_=None):
-        seen.update(q=q_, k=k_, v=v_)
+        seen.update(q=q_)
         return q_
-
-    call = controls.AttentionCall(extra_options={"n_heads": 2, "cond_or_uncond": [1, 0],
-                                                 "activations_shape": [6, 8, 4, 5]}, key=("input", 1, 0), run=None)
-    art_bn.ArtBNAttentionControl(strength=1.0).attend(q, k, v, call, rest)
-    layout = rows.chunk_layout(6, [1, 0])
-    assert torch.equal(seen["q"], art_bn.align_generated_rows(q, layout, 1.0, art_bn.TOKENS))
-    assert torch.equal(seen["k"], art_bn.align_generated_rows(k, layout, 1.0, art_bn.TOKENS))
-    assert seen["v"] is v
-    # a sub-batch made by an outer control (not the block's whole batch) is passed on untouched
-    sub = controls.AttentionCall(extra_options={"n_heads": 2, "cond_or_uncond": [1, 0],
-                                                "activations_shape": [12, 8, 4, 5]}, key=("input", 1, 0), run=None)
-    art_bn.ArtBNAttentionControl(strength=1.0).attend(q, k, v, sub, rest)
-    assert seen["q"] is q and seen["k"] is k
+    q = torch.randn(4, 5, 8)
+    art_bn.ArtBNAttentionControl(strength=1.0).attend(q, q, q, None, rest)
+    assert seen["q"] is q
 
 
 def run_shared_norm(norm, x, stack, cond_or_uncond):
