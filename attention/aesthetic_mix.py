@@ -105,13 +105,13 @@ class AestheticMixControl(AttentionControl):
             value = self._cache[key] = make()
         return value
 
-    def attend(self, q, k, v, call, next_attention, mask=None):
+    def prepare(self, q, k, v, call):
+        """Mix on the whole batch before any control attends, so every chain order sees the same V."""
         layout = call.layout(v.shape[0])
         if 0 not in layout.cond_or_uncond:  # an uncond-only call: nothing to mix
-            return next_attention(q, k, v, call, mask)
+            return q, k, v
         aesthetic = self._cached((v.device, v.dtype), lambda: self.aesthetic.to(device=v.device, dtype=v.dtype))
         weights = self._cached((v.device, v.dtype, layout), lambda: row_weights(layout, self.strength).to(v))
         module = attention_module(call.run.diffusion_model, call.key, self.slot)
         aesthetic_values = align_tokens(self.value_branch(module.to_v, aesthetic), v.shape[1])
-        mixed = mix_values(v, aesthetic_values, self.strength, layout, weights)
-        return next_attention(q, k, mixed, call, mask)
+        return q, k, mix_values(v, aesthetic_values, self.strength, layout, weights)

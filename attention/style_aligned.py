@@ -73,7 +73,12 @@ def shared_attention(q, k, v, layout: ChunkLayout, settings: SharingSettings, at
             mask[:, tokens:] = settings.score_shift
     chunks, rows = layout.chunks, layout.rows
     out_ref = attention(q_ref.flatten(0, 1), k_ref.flatten(0, 1), v_ref.flatten(0, 1), None)
-    out_gen = attention(q_gen.flatten(0, 1), k_gen.flatten(0, 1), v_gen.flatten(0, 1), mask)
+    q_gen, k_gen, v_gen = q_gen.flatten(0, 1), k_gen.flatten(0, 1), v_gen.flatten(0, 1)
+    # Doubled keys double a materialised score matrix (ComfyUI's CPU attention): run the generated
+    # rows in slices so no call holds more scores than the unshared call of the whole batch would.
+    per_call = max(1, q.shape[0] * k.shape[-2] // k_gen.shape[-2])
+    out_gen = torch.cat([attention(q_gen[i:i + per_call], k_gen[i:i + per_call], v_gen[i:i + per_call], mask)
+                         for i in range(0, q_gen.shape[0], per_call)])
     out = torch.cat([out_ref.reshape(chunks, 1, *out_ref.shape[1:]),
                      out_gen.reshape(chunks, rows - 1, *out_gen.shape[1:])], dim=1)
     return out.flatten(0, 1)

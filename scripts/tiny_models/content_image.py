@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .reference_image import write_input_png
+
 CONTENT_IMAGE = "atelier_content.png"
 SIZE = 256
 
@@ -27,13 +29,4 @@ def content_pixels(size: int = SIZE) -> np.ndarray:
 
 def ensure_content_image(base) -> tuple[str, dict]:
     """Write BASE/input/atelier_content.png unless it is already there."""
-    from pathlib import Path
-    from PIL import Image
-    path = Path(base) / "input" / CONTENT_IMAGE
-    if path.exists() and path.stat().st_size > 0:
-        return "ok", {"bytes": path.stat().st_size}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp.png")
-    Image.fromarray(content_pixels()).save(tmp, optimize=True)
-    tmp.replace(path)
-    return "built", {"bytes": path.stat().st_size}
+    return write_input_png(base, CONTENT_IMAGE, content_pixels)

@@ -22,15 +22,20 @@ def reference_pixels(size: int = SIZE) -> np.ndarray:
     return (np.clip(sky, 0, 1) * 255).astype(np.uint8)
 
 
-def ensure_reference_image(base) -> tuple[str, dict]:
-    """Write BASE/input/atelier_reference.png unless it is already there."""
+def write_input_png(base, name: str, pixels) -> tuple[str, dict]:
+    """Write BASE/input/<name> from ``pixels()`` (HxWx3 uint8) unless it is already there."""
     from pathlib import Path
     from PIL import Image
-    path = Path(base) / "input" / REFERENCE_IMAGE
+    path = Path(base) / "input" / name
     if path.exists() and path.stat().st_size > 0:
         return "ok", {"bytes": path.stat().st_size}
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp.png")
-    Image.fromarray(reference_pixels()).save(tmp, optimize=True)
+    Image.fromarray(pixels()).save(tmp, optimize=True)
     tmp.replace(path)
     return "built", {"bytes": path.stat().st_size}
+
+
+def ensure_reference_image(base) -> tuple[str, dict]:
+    """Write BASE/input/atelier_reference.png unless it is already there."""
+    return write_input_png(base, REFERENCE_IMAGE, reference_pixels)

@@ -30,6 +30,12 @@ def sdpa(q, k, v, call, mask=None):
     return o.transpose(1, 2).reshape(q.shape[0], q.shape[1], HEADS * DIM)
 
 
+def run_control(control, q, k, v, call, attention):
+    """What the dispatcher does with one control: prepare on the whole batch, then attend."""
+    q, k, v = control.prepare(q, k, v, call)
+    return control.attend(q, k, v, call, attention)
+
+
 def tiny_unet():
     """Just enough of a UNet for attention_module(("input", 1, 0)): a bias-free to_k/to_v."""
     torch.manual_seed(7)
@@ -59,7 +65,7 @@ def test_mixed_attention_matches_formula(cond_or_uncond, content_tokens, aesthet
     control = am.AestheticMixControl(aesthetic=e, strength=s)
     with torch.no_grad():
         k, v = attn2.to_k(context), attn2.to_v(context)
-        got = control.attend(q, k, v, make_call(unet, cond_or_uncond), sdpa)
+        got = run_control(control, q, k, v, make_call(unet, cond_or_uncond), sdpa)
         for row in range(batch):
             kind = cond_or_uncond[row // B]
             k_c, v_c = attn2.to_k(context[row]), attn2.to_v(context[row])
@@ -86,7 +92,7 @@ def test_attention_map_is_the_content_map():
     q = torch.randn(4, 3, HEADS * DIM, dtype=torch.float64)
     k, v = torch.randn(4, 5, HEADS * DIM, dtype=torch.float64), torch.randn(4, 5, HEADS * DIM, dtype=torch.float64)
     control = am.AestheticMixControl(aesthetic=torch.randn(1, 5, CTX, dtype=torch.float64), strength=1.0)
-    control.attend(q, k, v, make_call(unet, [1, 0]), capture)
+    run_control(control, q, k, v, make_call(unet, [1, 0]), capture)
     assert seen["q"] is q and seen["k"] is k and seen["mask"] is None
     assert torch.equal(seen["v"][:2], v[:2])  # uncond chunk
     assert not torch.allclose(seen["v"][2:], v[2:])  # cond chunk
@@ -142,7 +148,7 @@ def test_a_trained_value_branch_plugs_into_the_same_slot():
                                      value_branch=zero_linear)
     call = make_call(unet, [0])
     with torch.no_grad():
-        assert torch.equal(control.attend(q, k, v, call, sdpa), sdpa(q, k, v, call))
+        assert torch.equal(run_control(control, q, k, v, call, sdpa), sdpa(q, k, v, call))
 
 
 def test_attention_module_finds_sd_layers():
