@@ -16,4 +16,4 @@ demo: setup
 	$(PY) scripts/demo.py
 
 bench: setup
-	$(PY) scripts/bench_style_aligned.py
+	for b in style_aligned inversion creative_synth regional aesthetic; do $(PY) scripts/bench_$$b.py || exit 1; done

@@ -146,7 +146,7 @@ def read_adapter(state: dict, name: str, node: str, input_name: str = "ipadapter
         raise error(f"its projection makes tokens of width {tokens_width} but its layers read width {context_dim}.")
     feature_dim = (model.proj_in.in_features if variant == "plus" else model.proj.in_features)
     return ImageAdapter(name=name, variant=variant, context_dim=context_dim, feature=feature,
-                        feature_dim=feature_dim, projection=model.eval().requires_grad_(False),
+                        feature_dim=feature_dim, projection=model.train(False).requires_grad_(False),
                         to_k=to_k, to_v=to_v)
 
 
