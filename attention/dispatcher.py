@@ -38,6 +38,7 @@ SUPPORTED = "UNet models: SD1.x, SD2.x and SDXL"
 CURRENT_OPTIONS: contextvars.ContextVar = contextvars.ContextVar("attention_atelier_options", default=None)
 
 _layer_key_cache: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+_warned_masked: set = set()
 
 
 def layer_keys(diffusion_model) -> tuple:
@@ -127,7 +128,6 @@ class Dispatcher:
 
     def __init__(self, key: tuple, controls: tuple, base, run: RunInfo):
         self.key, self.controls, self.base, self.run = key, controls, base, run
-        self._warned = False
 
     def __call__(self, q, k, v, extra_options):
         call = AttentionCall(extra_options=extra_options, key=self.key, run=self.run)
@@ -142,10 +142,10 @@ class Dispatcher:
         if self.base is not None:
             if mask is None:
                 return self.base(q, k, v, call.extra_options)
-            if not self._warned:
+            if self.key not in _warned_masked:  # once per layer per session, not per step
                 log.warning("attention at %s is replaced by another pack; a masked call (score shift) uses "
                             "ComfyUI's attention for it instead", self.key)
-                self._warned = True
+                _warned_masked.add(self.key)
         return default_attention(q, k, v, call, mask)
 
 
