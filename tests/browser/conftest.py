@@ -12,7 +12,10 @@ import pytest
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                  "--no-first-run", "--disable-sync", "--disable-quic"]
-READY = "window.app && window.app.graph && window.app.extensions && window.app.extensions.length > 0"
+# Ready when the graph exists and our extension has registered (extensions load asynchronously, and a
+# cold server can take a while to serve them).
+READY = ("window.app && window.app.graph && window.app.extensions && "
+         "window.app.extensions.some(e => e.name === 'attention_atelier.regions')")
 
 
 @pytest.fixture(scope="module")
