@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from ..inversion.reference import REFERENCE_KEY
+from ..inversion.reference import REFERENCE_INSERTED_KEY
 from .controls import AttentionControl
 from .errors import AtelierError
 from .ip_adapter_file import ImageAdapter, family_of
@@ -67,11 +67,8 @@ def rows_of_tokens(cond: torch.Tensor, uncond: torch.Tensor, layout: ChunkLayout
 
 def inserted_reference(call) -> bool:
     """Whether reference-image mode put its artwork row first in every chunk of this model call
-    (its APPLY_MODEL wrapper does so whenever the call's latents have the trajectory's size)."""
-    wrappers = call.extra_options.get("wrappers", {}).get("apply_model", {}).get(REFERENCE_KEY, ())
-    shape = call.extra_options.get("original_shape")
-    return any(shape is None or tuple(shape[1:]) == tuple(w.trajectory.latent_shape)
-               for w in wrappers if hasattr(w, "trajectory"))
+    (its APPLY_MODEL wrapper marks the calls it inserts a row into)."""
+    return bool(call.extra_options.get(REFERENCE_INSERTED_KEY))
 
 
 @dataclass(frozen=True, eq=False)

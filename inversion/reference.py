@@ -19,6 +19,8 @@ from ..attention.rows import chunk_layout
 log = logging.getLogger("attention_atelier")
 
 REFERENCE_KEY = "attention_atelier.reference"
+# set in a model call's transformer_options while its chunks start with an inserted reference row
+REFERENCE_INSERTED_KEY = "attention_atelier.reference_inserted"
 
 
 def insert_rows(x: torch.Tensor, chunks: int, reference: torch.Tensor) -> torch.Tensor:
@@ -100,7 +102,11 @@ class ReferenceRows:
             if isinstance(value, torch.Tensor) and value.ndim > 0 and value.shape[0] == batch:
                 kwargs[name] = insert_rows(value, chunks, self._stack(conds, name, value))
         control = insert_control(control, chunks, batch)
-        out = executor(x, t, c_concat, c_crossattn, control, transformer_options, **kwargs)
+        transformer_options[REFERENCE_INSERTED_KEY] = True
+        try:
+            out = executor(x, t, c_concat, c_crossattn, control, transformer_options, **kwargs)
+        finally:
+            transformer_options.pop(REFERENCE_INSERTED_KEY, None)
         return strip_rows(out, chunks)
 
     @staticmethod

@@ -206,3 +206,31 @@ def test_everything_composes_with_style_aligned(comfy, vision, base_adapter):
     model = image_prompt(comfy, model, base_adapter, vision, weight=0.8)
     out = sample(comfy, model, batch=2)
     assert out.shape == (2, 4, SIZE // 8, SIZE // 8) and torch.isfinite(out).all()
+
+
+def test_reference_mode_row_is_marked_and_gets_no_image_branch(comfy, vision, base_adapter, monkeypatch):
+    """With a real-image reference, every model call of the trajectory's size starts each chunk with the
+    inserted artwork row, marks it, and the image branch leaves that row's output as text attention."""
+    from tests.comfy.inversion_helpers import image_latent, invert
+    from tests.pack import pack_module
+    ipa = pack_module("attention.ip_adapter")
+    ck = comfy.sd15
+    _, trajectory, _ = invert(comfy, ck.model, image_latent(ck, size=SIZE), steps=2)
+    styled = node(comfy, "AtelierStyleAligned")
+    schema = {i.id: i.default for i in styled.define_schema().inputs if i.id != "model" and not i.optional}
+    model = image_prompt(comfy, styled.execute(ck.model, reference=trajectory, **schema).result[0],
+                         base_adapter, vision, weight=1.0)
+    seen = []
+    original = ipa.ImagePromptControl.attend
+
+    def recording(self, q, k, v, call, next_attention, mask=None):
+        out = original(self, q, k, v, call, next_attention, mask)
+        layout = call.layout(q.shape[0])
+        text = next_attention(q, k, v, call, mask)
+        seen.append((ipa.inserted_reference(call), layout.rows,
+                     all(torch.equal(out[r], text[r]) for r in layout.reference_rows())))
+        return out
+    monkeypatch.setattr(ipa.ImagePromptControl, "attend", recording)
+    out = sample(comfy, model, batch=2)
+    assert out.shape[0] == 2  # the reference row is stripped from the output
+    assert seen and all(marked and rows == 3 and untouched for marked, rows, untouched in seen)
