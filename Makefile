@@ -1,5 +1,8 @@
 # Development commands. `make test` and `make demo` set the environment up first (idempotent).
+# COMFYUI picks the ComfyUI test bed(s): `make test COMFYUI=0.33.0` runs the unit tier and that version only.
 PY := .venv/bin/python
+COMFYUI ?= 0.3.75 0.33.0
+NEWEST := 0.33.0
 
 .PHONY: setup test demo bench unit
 
@@ -7,13 +10,13 @@ setup:
 	@bash scripts/setup_dev.sh
 
 test: setup
-	$(PY) -m pytest -q
+	$(PY) scripts/run_tests.py $(COMFYUI)
 
 unit:
 	$(PY) -m pytest -q tests/unit
 
 demo: setup
-	$(PY) scripts/demo.py
+	ATELIER_COMFYUI=$(NEWEST) $(PY) scripts/demo.py
 
 bench: setup
 	for b in style_aligned inversion creative_synth regional aesthetic; do $(PY) scripts/bench_$$b.py || exit 1; done

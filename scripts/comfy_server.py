@@ -21,7 +21,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from tiny_models.env import DEFAULT_BASE, DEFAULT_COMFY, REPO_ROOT, ensure_base_dirs  # noqa: E402
+from tiny_models.env import DEFAULT_BASE, DEFAULT_COMFY, DEFAULT_FRONTEND_ROOT, REPO_ROOT, ensure_base_dirs  # noqa: E402
 
 DEFAULT_PYTHON = Path(os.environ.get("ATELIER_VENV", REPO_ROOT / ".venv")) / "bin" / "python"
 
@@ -36,7 +36,8 @@ class ComfyServer:
     """A ComfyUI subprocess. ``start()`` returns the base URL; ``stop()`` terminates it (idempotent)."""
 
     def __init__(self, base_dir=DEFAULT_BASE, comfy_dir=DEFAULT_COMFY, port: int | None = None,
-                 python=None, log_path=None, startup_timeout: float = 120, extra_args=(), link_pack: bool = True):
+                 python=None, log_path=None, startup_timeout: float = 120, extra_args=(), link_pack: bool = True,
+                 frontend_root=DEFAULT_FRONTEND_ROOT):
         self.base_dir = Path(base_dir).resolve()
         self.comfy_dir = Path(comfy_dir).resolve()
         self.port = port or free_port()
@@ -45,6 +46,8 @@ class ComfyServer:
         self.startup_timeout = startup_timeout
         self.extra_args = list(extra_args)
         self.link_pack = link_pack
+        # The test bed's own frontend (setup_dev.sh installs one per ComfyUI version); else the venv's package.
+        self.frontend_root = Path(frontend_root) if frontend_root and Path(frontend_root).is_dir() else None
         self.url = f"http://127.0.0.1:{self.port}"
         self.proc: subprocess.Popen | None = None
         self.startup_s: float | None = None
@@ -52,7 +55,8 @@ class ComfyServer:
     def command(self) -> list[str]:
         return [self.python, "main.py", "--cpu", "--listen", "127.0.0.1", "--port", str(self.port),
                 "--base-directory", str(self.base_dir), "--disable-auto-launch",
-                "--database-url", "sqlite:///:memory:", *self.extra_args]
+                "--database-url", "sqlite:///:memory:",
+                *(["--front-end-root", str(self.frontend_root)] if self.frontend_root else []), *self.extra_args]
 
     def log_tail(self, n: int = 60) -> str:
         try:

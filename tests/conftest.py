@@ -29,6 +29,19 @@ def pytest_configure(config):
         config.option.timeout = DEFAULT_TIMEOUT_S
 
 
+def pytest_report_header(config):
+    """Which ComfyUI and frontend the in-process, e2e and browser tiers of this run use."""
+    from tiny_models import env
+    if not paths.comfy_available():
+        return f"ComfyUI {env.COMFYUI_VERSION}: no test bed at {paths.COMFY_DIR} (run scripts/setup_dev.sh)"
+    return (f"ComfyUI {env.comfy_version(paths.COMFY_DIR)} at {paths.COMFY_DIR}, "
+            f"frontend {env.frontend_version() or 'from the venv'}, base {paths.BASE_DIR}")
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    terminalreporter.write_line(pytest_report_header(config))
+
+
 def pytest_collection_modifyitems(config, items):
     tests_dir = _ROOT / "tests"
     for item in items:

@@ -11,9 +11,35 @@ from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CACHE_DIR = Path(os.environ.get("ATELIER_CACHE", REPO_ROOT / ".cache"))
-DEFAULT_COMFY = Path(os.environ.get("ATELIER_COMFY", CACHE_DIR / "ComfyUI"))
-DEFAULT_BASE = Path(os.environ.get("ATELIER_BASE", CACHE_DIR / "base"))
+
+# The ComfyUI versions the suite runs on (scripts/setup_dev.sh builds each): tree, base directory and the
+# frontend each is served with. ATELIER_COMFYUI picks one (default: the oldest supported);
+# ATELIER_COMFY / ATELIER_BASE / ATELIER_FRONTEND override single paths.
+TEST_BEDS = {
+    "0.3.75": ("ComfyUI", "base", "1.32.9"),
+    "0.33.0": ("ComfyUI-0.33.0", "base-0.33.0", "1.49.6"),
+}
+COMFYUI_VERSION = os.environ.get("ATELIER_COMFYUI") or "0.3.75"
+if COMFYUI_VERSION not in TEST_BEDS:
+    raise SystemExit(f"ATELIER_COMFYUI={COMFYUI_VERSION!r}: the test beds are {', '.join(TEST_BEDS)}")
+_tree, _base, FRONTEND_VERSION = TEST_BEDS[COMFYUI_VERSION]
+DEFAULT_COMFY = Path(os.environ.get("ATELIER_COMFY", CACHE_DIR / _tree))
+DEFAULT_BASE = Path(os.environ.get("ATELIER_BASE", CACHE_DIR / _base))
+DEFAULT_FRONTEND_ROOT = Path(os.environ.get(
+    "ATELIER_FRONTEND", CACHE_DIR / "frontends" / FRONTEND_VERSION / "comfyui_frontend_package" / "static"))
 PACK_LINK_NAME = "attention_atelier"
+
+
+def comfy_version(comfy_dir: Path | str = DEFAULT_COMFY) -> str:
+    """The version string of the ComfyUI tree at comfy_dir (its comfyui_version.py)."""
+    text = (Path(comfy_dir) / "comfyui_version.py").read_text()
+    return text.split("__version__", 1)[1].split("=", 1)[1].strip().strip("\"'")
+
+
+def frontend_version(frontend_root: Path | str = DEFAULT_FRONTEND_ROOT) -> str:
+    """The comfyui-frontend-package version whose static/ folder is frontend_root ('' if none)."""
+    dist = sorted(Path(frontend_root).parent.parent.glob("comfyui_frontend_package-*.dist-info"))
+    return dist[0].name.removesuffix(".dist-info").split("-", 1)[1] if dist else ""
 
 _BOOTSTRAPPED: tuple[str, str] | None = None
 

@@ -5,6 +5,7 @@ Use the session fixture ``comfy`` (an instance of :class:`ComfyHarness`); see it
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 import uuid
 from dataclasses import dataclass, field
@@ -58,8 +59,17 @@ class StandInServer:
         self.sockets_metadata = {}
         self.messages: list[tuple[str, object]] = []
 
+        try:  # 0.33+: core extensions register node replacements with PromptServer.instance at load
+            from app.node_replace_manager import NodeReplaceManager
+            self.node_replace_manager = NodeReplaceManager()
+        except ImportError:
+            pass
+
     def send_sync(self, event, data, sid=None):
         self.messages.append((event, data))
+
+    def send_progress_text(self, text, node_id, sid=None):
+        self.messages.append(("progress_text", {"text": text, "node_id": node_id}))
 
     def queue_updated(self):
         pass
@@ -83,6 +93,9 @@ class ComfyHarness:
         if self._pack is None:
             import sys
             import nodes
+            import server
+            if getattr(server.PromptServer, "instance", None) is None:  # no real server in this process
+                server.PromptServer.instance = StandInServer()
             asyncio.run(nodes.init_extra_nodes(init_custom_nodes=False, init_api_nodes=False))
             cap = _WarningCapture()
             logging.getLogger().addHandler(cap)
@@ -210,13 +223,17 @@ class ComfyHarness:
         outs = {}
         for node_id in prompt:
             entry = ex.caches.outputs.get(node_id)
+            if inspect.isawaitable(entry):  # 0.33's caches are async
+                entry = asyncio.run(entry)
             if entry is not None:
                 outs[node_id] = [slot[0] if isinstance(slot, list) and len(slot) == 1 else slot for slot in entry.outputs]
         return GraphResult(outs, dict(ex.history_result.get("outputs", {})), list(ex.server.messages))
 
     def new_executor(self):
         import execution
-        return execution.PromptExecutor(StandInServer(), cache_type=False, cache_args={"lru": 0, "ram": 0})
+        # Every key either version reads (0.33 added "ram_inactive"); each ignores the ones it does not know.
+        return execution.PromptExecutor(StandInServer(), cache_type=False,
+                                         cache_args={"lru": 0, "ram": 0, "ram_inactive": 0})
 
 
 _HARNESS: ComfyHarness | None = None
