@@ -26,7 +26,7 @@ if ! stamp_ok "$VENV/.atelier-deps" "$DEPS_ID"; then
   "$PY" -m pip install -q torchsde numpy einops "transformers>=4.50.3" "tokenizers>=0.13.3" \
     sentencepiece "safetensors>=0.4.2" "aiohttp>=3.11.8" "yarl>=1.18.0" pyyaml Pillow scipy tqdm \
     psutil alembic SQLAlchemy "av>=14.2.0" "pydantic~=2.0" "pydantic-settings~=2.0" requests \
-    pytest websocket-client playwright
+    pytest websocket-client playwright hypothesis
   echo "$DEPS_ID" > "$VENV/.atelier-deps"
 fi
 
@@ -50,8 +50,10 @@ ln -sfn "$ROOT" "$BASE/custom_nodes/attention_atelier"
 # 4. seeded random-weight checkpoints (built once)
 "$PY" "$ROOT/scripts/make_tiny_models.py" --comfy "$COMFY" --base "$BASE"
 
-# 5. ComfyUI 0.33.0 from ../shared/comfyui: its pinned requirements in the same venv (torchaudio 2.11.0
-#    without deps: PyPI has none for torch 2.14.1), its own base directory sharing models/ and input/.
+# 5. ComfyUI 0.33.0 from ../shared/comfyui: its requirements.txt in the same venv, the "non essential" ones
+#    too (kornia, spandrel, ...: without them core nodes such as nodes_latent.py fail to import, and users'
+#    installs have them), torchaudio 2.11.0 without deps (PyPI has none for torch 2.14.1); its own base
+#    directory sharing models/ and input/.
 COMFY_NEW="$CACHE/ComfyUI-0.33.0"
 BASE_NEW="$CACHE/base-0.33.0"
 TARBALL="${ATELIER_COMFY_TARBALL:-$ROOT/../shared/comfyui/ComfyUI-0.33.0.tar.gz}"
@@ -63,11 +65,11 @@ if [ ! -f "$COMFY_NEW/main.py" ]; then
   mv "$tmp"/ComfyUI-0.33.0 "$COMFY_NEW"
   rm -rf "$tmp"
 fi
-NEW_DEPS_ID="v1 $(sha256sum "$COMFY_NEW/requirements.txt" | cut -c1-16) torchaudio==2.11.0"
+NEW_DEPS_ID="v2 $(sha256sum "$COMFY_NEW/requirements.txt" | cut -c1-16) torchaudio==2.11.0"
 if ! stamp_ok "$VENV/.atelier-deps-0.33.0" "$NEW_DEPS_ID"; then
   echo "[setup] installing ComfyUI 0.33.0's pinned requirements into the venv"
-  grep -v -E '^(torch|torchvision|torchaudio)$' "$COMFY_NEW/requirements.txt" | sed '/^#non essential/,$d' > "$CACHE/req-0.33.0.txt"
-  "$PY" -m pip install -q -r "$CACHE/req-0.33.0.txt" "pydantic~=2.0" "pydantic-settings~=2.0"
+  grep -v -E '^(torch|torchvision|torchaudio)$' "$COMFY_NEW/requirements.txt" > "$CACHE/req-0.33.0.txt"
+  "$PY" -m pip install -q -r "$CACHE/req-0.33.0.txt"
   "$PY" -m pip install -q --no-deps torchaudio==2.11.0
   echo "$NEW_DEPS_ID" > "$VENV/.atelier-deps-0.33.0"
 fi
