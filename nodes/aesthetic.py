@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from comfy_api.latest import io
 
+from .common import search_aliases
+
 from ..attention import dispatcher
 from ..attention.aesthetic_mix import AestheticMixControl, attention_module
 from ..attention.errors import AtelierError
@@ -41,6 +43,7 @@ class AtelierAestheticMix(io.ComfyNode):
     def define_schema(cls) -> io.Schema:
         return io.Schema(
             node_id=MIX,
+            **search_aliases("Atelier aesthetic mix", "Atelier VMix aesthetic values"),
             display_name="Aesthetic Mix (VMix value mixing)",
             category=f"{CATEGORY}/aesthetic",
             description=(
@@ -98,6 +101,7 @@ class AtelierSplitPrompt(io.ComfyNode):
     def define_schema(cls) -> io.Schema:
         return io.Schema(
             node_id=SPLIT,
+            **search_aliases("Atelier split prompt", "Atelier aesthetic words"),
             display_name="Split Prompt (content / aesthetic)",
             category=f"{CATEGORY}/aesthetic",
             description=(

@@ -8,6 +8,14 @@ from ..attention.schedule import Window
 
 CATEGORY = "Atelier"
 
+
+def search_aliases(*aliases: str) -> dict:
+    """The io.Schema keyword that lets the node search find a node by "Atelier" plus its function
+    ("Atelier DDIM" -> AtelierInvert): ``search_aliases`` where this ComfyUI's V3 Schema has that field
+    (0.33+), nothing where it does not (0.3.75). Display names stay plain."""
+    fields = getattr(io.Schema, "__dataclass_fields__", {})
+    return {"search_aliases": list(aliases)} if "search_aliases" in fields else {}
+
 LAYERS_TOOLTIP = ("Which attention layers this node acts on: 'all', a block kind ('input', 'middle', "
                   "'output'), a block ('input.4') or one layer ('output.2.7'), comma-separated.")
 

@@ -7,6 +7,8 @@ import os
 import folder_paths
 from comfy_api.latest import io
 
+from .common import search_aliases
+
 from ..attention import dispatcher
 from ..attention.art_bn import ArtBNAttentionControl, ArtBNNormControl
 from ..attention.errors import AtelierError
@@ -46,6 +48,7 @@ class AtelierIPAdapterLoader(io.ComfyNode):
     def define_schema(cls) -> io.Schema:
         return io.Schema(
             node_id=LOADER,
+            **search_aliases("Atelier IP-Adapter loader", "Atelier load IPAdapter"),
             display_name="Load IP-Adapter (Atelier)",
             category=f"{CATEGORY}/creative_synth",
             description=(
@@ -90,6 +93,7 @@ class AtelierImagePrompt(io.ComfyNode):
     def define_schema(cls) -> io.Schema:
         return io.Schema(
             node_id=IMAGE_PROMPT,
+            **search_aliases("Atelier image prompt", "Atelier IP-Adapter", "Atelier CreativeSynth"),
             display_name="Image Prompt (decoupled cross-attention)",
             category=f"{CATEGORY}/creative_synth",
             description=(
@@ -138,6 +142,7 @@ class AtelierArtBN(io.ComfyNode):
     def define_schema(cls) -> io.Schema:
         return io.Schema(
             node_id=ART_BN,
+            **search_aliases("Atelier ArtBN", "Atelier artwork normalization"),
             display_name="ArtBN (artwork statistics)",
             category=f"{CATEGORY}/creative_synth",
             description=(

@@ -6,6 +6,8 @@ import comfy.sample
 import comfy.samplers
 from comfy_api.latest import io
 
+from .common import search_aliases
+
 from ..attention.dispatcher import require_unet
 from ..attention.errors import AtelierError
 from ..inversion.sampler import invert_latent, zero_conditioning
@@ -29,6 +31,7 @@ class AtelierInvert(io.ComfyNode):
     def define_schema(cls) -> io.Schema:
         return io.Schema(
             node_id=NODE,
+            **search_aliases("Atelier DDIM inversion", "Atelier inversion", "Atelier invert image"),
             display_name="DDIM Inversion (with trajectory)",
             category=f"{CATEGORY}/inversion",
             description=(

@@ -6,6 +6,8 @@ import math
 import torch
 from comfy_api.latest import io
 
+from .common import search_aliases
+
 from ..attention.errors import AtelierError
 from ..attention.prompt_count import PROMPT_COUNT_KEY
 from .common import CATEGORY
@@ -42,6 +44,7 @@ class AtelierBatchPrompts(io.ComfyNode):
     def define_schema(cls) -> io.Schema:
         return io.Schema(
             node_id=NODE,
+            **search_aliases("Atelier batch prompts", "Atelier one prompt per image"),
             display_name="Batch Prompts (one per row)",
             category=f"{CATEGORY}/conditioning",
             description=(

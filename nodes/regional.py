@@ -7,6 +7,8 @@ import math
 import torch
 from comfy_api.latest import io
 
+from .common import search_aliases
+
 from ..attention import dispatcher
 from ..attention.errors import AtelierError
 from ..attention.regional import Region, RegionalControl
@@ -88,6 +90,7 @@ class AtelierRegion(io.ComfyNode):
     def define_schema(cls) -> io.Schema:
         return io.Schema(
             node_id=REGION,
+            **search_aliases("Atelier region", "Atelier regional prompt"),
             display_name="Region (local prompt, place, weight curve)",
             category=f"{CATEGORY}/regional",
             description=(
@@ -161,6 +164,7 @@ class AtelierBoxRegions(io.ComfyNode):
     def define_schema(cls) -> io.Schema:
         return io.Schema(
             node_id=BOXES,
+            **search_aliases("Atelier box regions", "Atelier region editor"),
             display_name="Box Regions (editor / JSON)",
             category=f"{CATEGORY}/regional",
             description=(
@@ -199,6 +203,7 @@ class AtelierRegionalAttention(io.ComfyNode):
     def define_schema(cls) -> io.Schema:
         return io.Schema(
             node_id=ATTENTION,
+            **search_aliases("Atelier regional attention", "Atelier regional prompting"),
             display_name="Regional Attention (spatial-temporal)",
             category=f"{CATEGORY}/regional",
             description=(

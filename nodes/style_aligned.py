@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from comfy_api.latest import io
 
+from .common import search_aliases
+
 from ..attention import dispatcher
 from ..attention.group_norm import GroupNormShareControl, install_group_norm_sharing
 from ..attention.style_aligned import SharedAttentionControl, SharingSettings
@@ -18,6 +20,7 @@ class AtelierStyleAligned(io.ComfyNode):
     def define_schema(cls) -> io.Schema:
         return io.Schema(
             node_id=NODE,
+            **search_aliases("Atelier StyleAligned", "Atelier style aligned shared attention", "Atelier consistent style"),
             display_name="StyleAligned (shared attention)",
             category=f"{CATEGORY}/style",
             description=(
