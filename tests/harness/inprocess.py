@@ -92,6 +92,9 @@ class ComfyHarness:
         """
         if self._pack is None:
             import sys
+            # ComfyUI's utils package first, as main.py does: nodes.py puts comfy/ (with comfy/utils.py)
+            # first on sys.path, and server.py then imports utils.install_util
+            import utils  # noqa: F401
             import nodes
             import server
             if getattr(server.PromptServer, "instance", None) is None:  # no real server in this process
