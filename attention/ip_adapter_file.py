@@ -67,8 +67,15 @@ class ImageAdapter:
         return self.projection(features.detach().to("cpu", torch.float32))
 
     @torch.no_grad()
-    def negative_tokens(self, features: torch.Tensor) -> torch.Tensor:
-        """IP-Adapter's unconditional image tokens: the projection of all-zero CLIP features."""
+    def negative_tokens(self, features: torch.Tensor, zero_image_features: torch.Tensor = None) -> torch.Tensor:
+        """IP-Adapter's unconditional image tokens (1, tokens, context_dim).
+
+        Base adapters: the projection of all-zero image_embeds, as the original. Plus adapters: the
+        original projects the CLIP hidden states of an all-zero pixel_values image; pass those as
+        ``zero_image_features`` to get exactly that, otherwise all-zero hidden states are projected
+        (an approximation: the hidden states of a zero image are not zero)."""
+        if self.variant == "plus" and zero_image_features is not None:
+            return self.image_tokens(zero_image_features[:1])
         return self.image_tokens(torch.zeros_like(features[:1]))
 
     def __deepcopy__(self, memo):

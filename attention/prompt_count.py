@@ -1,11 +1,16 @@
-"""Check that a per-row prompt batch matches the latent batch when sampling starts.
+"""Checks when sampling starts: a per-row prompt batch matches the latent batch, and a batch of one
+with nothing to align to is reported.
 
 ComfyUI silently repeats or truncates a conditioning whose batch differs from the latent's; for
 per-row prompts that would give the wrong prompt to some images, so Atelier models refuse it.
 """
 from __future__ import annotations
 
+import logging
+
 from .errors import AtelierError
+
+log = logging.getLogger("attention_atelier")
 
 PROMPT_COUNT_KEY = "atelier_prompt_count"
 
@@ -22,6 +27,36 @@ def check_prompt_counts(conds: dict, latent_rows: int):
                                    "(wire AtelierBatchPrompts' count output to it).")
 
 
+def nodes_needing_a_reference_row(controls) -> list[str]:
+    """The nodes whose controls align rows 1..B-1 with row 0 (nothing to do in a batch of one)."""
+    from .art_bn import ArtBNAttentionControl, ArtBNNormControl
+    from .group_norm import GroupNormShareControl
+    from .style_aligned import SharedAttentionControl
+    owners = {SharedAttentionControl: "AtelierStyleAligned", GroupNormShareControl: "AtelierStyleAligned",
+              ArtBNAttentionControl: "AtelierArtBN", ArtBNNormControl: "AtelierArtBN"}
+    return sorted({owners[type(c)] for c in controls if type(c) in owners})
+
+
+def warn_if_nothing_to_align(model_patcher, latent_rows: int):
+    """A batch of one with StyleAligned / ArtBN and no reference image: the output is vanilla; say so
+    once per sampling run."""
+    if latent_rows != 1 or model_patcher is None:
+        return
+    from ..inversion.reference import REFERENCE_KEY
+    from .dispatcher import controls_of
+    import comfy.patcher_extension as patcher_extension
+    if model_patcher.get_wrappers(patcher_extension.WrappersMP.OUTER_SAMPLE, REFERENCE_KEY):
+        return
+    names = nodes_needing_a_reference_row(controls_of(model_patcher))
+    if names:
+        log.warning("%s: the latent batch has one image and no reference image is wired, so there is no "
+                    "row 0 to align with and the output is the unpatched model's. Generate 2 or more "
+                    "images (row 0 sets the style) or wire AtelierInvert's trajectory to StyleAligned's "
+                    "reference input.", " and ".join(names))
+
+
 def outer_sample_wrapper(executor, noise, latent_image, *args, **kwargs):
-    check_prompt_counts(getattr(executor.class_obj, "conds", None), latent_image.shape[0])
+    guider = executor.class_obj
+    check_prompt_counts(getattr(guider, "conds", None), latent_image.shape[0])
+    warn_if_nothing_to_align(getattr(guider, "model_patcher", None), latent_image.shape[0])
     return executor(noise, latent_image, *args, **kwargs)

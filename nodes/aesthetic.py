@@ -4,6 +4,7 @@ from __future__ import annotations
 from comfy_api.latest import io
 
 from .common import search_aliases
+from .input_guard import guarded
 
 from ..attention import dispatcher
 from ..attention.aesthetic_mix import AestheticMixControl, attention_module
@@ -76,10 +77,11 @@ class AtelierAestheticMix(io.ComfyNode):
         )
 
     @classmethod
+    @guarded
     def execute(cls, model, clip, aesthetic, strength, relative_to_empty_prompt, layers, start_percent,
                 end_percent) -> io.NodeOutput:
         window = make_window(MIX, start_percent, end_percent)
-        selection = make_layers(MIX, layers)
+        selection = make_layers(MIX, layers, model=model)
         controls = []
         if strength != 0.0 and (aesthetic or "").strip():
             if clip is None:
@@ -130,6 +132,7 @@ class AtelierSplitPrompt(io.ComfyNode):
         )
 
     @classmethod
+    @guarded
     def execute(cls, prompt, use_builtin_vocabulary, vocabulary="") -> io.NodeOutput:
         content, aesthetic = split_prompt(prompt, parse_vocabulary(vocabulary, use_builtin_vocabulary))
         return io.NodeOutput(content, aesthetic)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from comfy_api.latest import io
 
-from ..attention.layers import LayerSelection, parse_layer_spec
+from ..attention.layers import LayerSelection, describe_layers, parse_layer_spec, unmatched_prefixes
 from ..attention.schedule import Window
 
 CATEGORY = "Atelier"
@@ -49,5 +49,27 @@ def make_window(node: str, start_percent: float, end_percent: float) -> Window:
     return Window(start_percent, end_percent)
 
 
-def make_layers(node: str, layers: str, unshared_fraction: float = 0.0) -> LayerSelection:
-    return LayerSelection(parse_layer_spec(layers, node), unshared_fraction)
+def make_layers(node: str, layers: str, unshared_fraction: float = 0.0, model=None) -> LayerSelection:
+    """The parsed selection; with ``model``, every named block or layer must exist in it."""
+    selection = LayerSelection(parse_layer_spec(layers, node), unshared_fraction)
+    keys = model_layer_keys(model) if model is not None else None
+    missing = unmatched_prefixes(selection.prefixes, keys) if keys else []
+    if missing:
+        from ..attention.errors import AtelierError
+        names = ", ".join(".".join(map(str, p)) for p in missing)
+        raise AtelierError(node, "layers", f"{names} matches no attention layer of this model.",
+                           f"use 'all', a block kind or one of this model's layers: {describe_layers(keys)}.")
+    return selection
+
+
+def model_layer_keys(model):
+    """The model's attention layer keys in execution order, or None for a model the pack does not patch
+    (the node's own model check then says so)."""
+    from ..attention import dispatcher
+    diffusion_model = model.get_model_object("diffusion_model")
+    dit_layout = getattr(dispatcher, "dit_layout", None)  # DiT support, where this version has it
+    if dit_layout is not None and dit_layout.family(diffusion_model):
+        return tuple(dit_layout.layer_keys(diffusion_model))
+    if dispatcher.UNetModel is not None and isinstance(diffusion_model, dispatcher.UNetModel):
+        return dispatcher.layer_keys(diffusion_model)
+    return None

@@ -5,6 +5,7 @@ import logging
 import os
 
 import folder_paths
+import torch
 from comfy_api.latest import io
 
 from .common import search_aliases
@@ -16,6 +17,7 @@ from ..attention.group_norm import install_group_norm_sharing
 from ..attention.ip_adapter import ImagePromptControl, map_adapter_layers
 from ..attention.ip_adapter_file import load_adapter
 from .common import CATEGORY, layers_input, make_layers, make_window, model_input, model_output, window_inputs
+from .input_guard import guarded
 
 log = logging.getLogger("attention_atelier")
 
@@ -65,6 +67,7 @@ class AtelierIPAdapterLoader(io.ComfyNode):
         )
 
     @classmethod
+    @guarded
     def execute(cls, ipadapter_name) -> io.NodeOutput:
         path = folder_paths.get_full_path(FOLDER, ipadapter_name)
         if path is None:
@@ -73,6 +76,26 @@ class AtelierIPAdapterLoader(io.ComfyNode):
         adapter = load_adapter(path, ipadapter_name, LOADER)
         log.info("loaded %s: %s", ipadapter_name, adapter.describe())
         return io.NodeOutput(adapter)
+
+
+def zero_image_features(adapter, clip_vision, node: str):
+    """The CLIP features of an all-zero pixel_values image (after normalisation, before the encoder),
+    which the original IP-Adapter plus projects for its unconditional tokens."""
+    import comfy.model_management
+    comfy.model_management.load_model_gpu(clip_vision.patcher)
+    size = getattr(clip_vision, "image_size", 224)
+    pixel_values = torch.zeros(1, 3, size, size, device=clip_vision.load_device)
+    with torch.no_grad():
+        out = clip_vision.model(pixel_values=pixel_values, intermediate_output=-2)
+    features = {"last_hidden_state": out[0], "penultimate_hidden_states": out[1], "image_embeds": out[2]}
+    found = features.get(adapter.feature)
+    if found is None or found.shape[-1] != adapter.feature_dim:
+        width = None if found is None else found.shape[-1]
+        raise AtelierError(node, "clip_vision", f"this CLIP vision model gives {adapter.feature} of width {width} "
+                           f"but '{adapter.name}' expects {adapter.feature_dim} ({CLIP_WIDTHS}).",
+                           "load the CLIP vision model this IP-Adapter was trained with (the one you encode "
+                           "the image with).")
+    return found.float().cpu()
 
 
 def clip_features(adapter, clip_vision_output, node: str):
@@ -101,7 +124,8 @@ class AtelierImagePrompt(io.ComfyNode):
                 "cross-attention layer Z = Attn(Q, K_text, V_text) + weight * Attn(Q, K_img, V_img), "
                 "where K_img/V_img are the adapter's to_k_ip/to_v_ip applied to the image tokens "
                 "(the adapter's projection of the CLIP vision output). Uncond rows use the adapter's "
-                "negative: the projection of all-zero CLIP features. One image conditions every row; N "
+                "negative: the projection of all-zero CLIP features (plus adapters with clip_vision wired: of the "
+                "CLIP hidden states of an all-zero pixel image, as the original). One image conditions every row; N "
                 "images with N latent rows give row i image i; otherwise all images' tokens are joined. "
                 "Composes with the pack's other nodes and with other packs' attention patches. In "
                 "reference-image mode the artwork row gets no image branch."),
@@ -116,23 +140,35 @@ class AtelierImagePrompt(io.ComfyNode):
                                tooltip="Scale of the image branch; 0 leaves the model exactly as it was."),
                 layers_input(),
                 *window_inputs(),
+                io.ClipVision.Input("clip_vision", optional=True,
+                                    tooltip="Optional, plus adapters: the CLIP vision model of the encode. Wired: "
+                                            "the negative image tokens are the original IP-Adapter's (the "
+                                            "Resampler of the CLIP hidden states of an all-zero pixel image). "
+                                            "Not wired: the Resampler of all-zero hidden states (the pack's "
+                                            "earlier behaviour). Base adapters use zero image_embeds either "
+                                            "way, as the original does."),
             ],
             outputs=[model_output()],
         )
 
     @classmethod
+    @guarded
     def execute(cls, model, ipadapter, clip_vision_output, weight, layers, start_percent,
-                end_percent) -> io.NodeOutput:
+                end_percent, clip_vision=None) -> io.NodeOutput:
         window = make_window(IMAGE_PROMPT, start_percent, end_percent)
-        selection = make_layers(IMAGE_PROMPT, layers)
+        selection = make_layers(IMAGE_PROMPT, layers, model=model)
         diffusion_model = dispatcher.require_unet(model, IMAGE_PROMPT)
         keys = dispatcher.layer_keys(diffusion_model)
         layer_index = map_adapter_layers(ipadapter, diffusion_model, keys, IMAGE_PROMPT)
         features = clip_features(ipadapter, clip_vision_output, IMAGE_PROMPT)
         if weight == 0.0:
             return io.NodeOutput(dispatcher.attach(model, node=IMAGE_PROMPT))
+        zero_features = None
+        if clip_vision is not None and ipadapter.variant == "plus":
+            zero_features = zero_image_features(ipadapter, clip_vision, IMAGE_PROMPT)
         control = ImagePromptControl(adapter=ipadapter, cond_tokens=ipadapter.image_tokens(features),
-                                     uncond_tokens=ipadapter.negative_tokens(features), layer_index=layer_index,
+                                     uncond_tokens=ipadapter.negative_tokens(features, zero_features),
+                                     layer_index=layer_index,
                                      weight=weight, layers=selection, window=window)
         return io.NodeOutput(dispatcher.attach(model, control, node=IMAGE_PROMPT))
 
@@ -168,9 +204,10 @@ class AtelierArtBN(io.ComfyNode):
         )
 
     @classmethod
+    @guarded
     def execute(cls, model, strength, apply_to, layers, start_percent, end_percent) -> io.NodeOutput:
         window = make_window(ART_BN, start_percent, end_percent)
-        selection = make_layers(ART_BN, layers)
+        selection = make_layers(ART_BN, layers, model=model)
         if apply_to not in APPLY_TO:
             raise AtelierError(ART_BN, "apply_to", f"'{apply_to}' is not one of {', '.join(APPLY_TO)}.",
                                "pick one from the list.")

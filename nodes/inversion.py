@@ -7,6 +7,7 @@ import comfy.samplers
 from comfy_api.latest import io
 
 from .common import search_aliases
+from .input_guard import guarded
 
 from ..attention.dispatcher import require_unet
 from ..attention.errors import AtelierError
@@ -77,6 +78,7 @@ class AtelierInvert(io.ComfyNode):
         )
 
     @classmethod
+    @guarded
     def execute(cls, model, latent, steps, cfg, scheduler, refine_iterations, positive=None,
                 negative=None) -> io.NodeOutput:
         require_invertible(model)

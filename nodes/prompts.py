@@ -1,7 +1,7 @@
 """AtelierBatchPrompts: one prompt per latent row, so a batch of N images gets N prompts."""
 from __future__ import annotations
 
-import math
+import logging
 
 import torch
 from comfy_api.latest import io
@@ -9,10 +9,13 @@ from comfy_api.latest import io
 from .common import search_aliases
 
 from ..attention.errors import AtelierError
+from ..attention.prompt_batch import REPEAT_BOUND, common_length, cyclic_pad, inexact_rows
 from ..attention.prompt_count import PROMPT_COUNT_KEY
 from .common import CATEGORY
+from .input_guard import guarded
 
 NODE = "AtelierBatchPrompts"
+log = logging.getLogger("attention_atelier")
 
 
 def split_prompts(text: str, style: str) -> list[str]:
@@ -22,15 +25,18 @@ def split_prompts(text: str, style: str) -> list[str]:
     return [f"{line}, {style}" if style else line for line in lines]
 
 
-def repeat_to_length(cond: torch.Tensor, length: int) -> torch.Tensor:
-    # Repeating a whole token sequence leaves attention unchanged (duplicate keys, duplicate values).
-    return cond.repeat(1, length // cond.shape[1], 1)
-
-
 def stack_conditionings(encoded: list[dict]) -> tuple[torch.Tensor, dict]:
-    """Stack per-prompt encodings (cond [1, T_i, D], pooled [1, P]) into one batch of rows."""
-    length = math.lcm(*[e["cond"].shape[1] for e in encoded])
-    cond = torch.cat([repeat_to_length(e["cond"], length) for e in encoded], dim=0)
+    """Stack per-prompt encodings (cond [1, T_i, D], pooled [1, P]) into one batch of rows, each
+    padded cyclically to a common length (attention.prompt_batch)."""
+    lengths = [e["cond"].shape[1] for e in encoded]
+    length = common_length(lengths)
+    inexact = inexact_rows(lengths, length)
+    if inexact:
+        log.warning("%s: prompts of %s tokens padded to %d tokens by repeating their own tokens; rows %s "
+                    "(0-based) repeat their first tokens once more than the rest, which weights them a "
+                    "little more. Prompts of equal chunk counts (75 words or fewer each) avoid this.",
+                    NODE, lengths, length, inexact)
+    cond = torch.cat([cyclic_pad(e["cond"], length) for e in encoded], dim=0)
     extra = {}
     for key, value in encoded[0].items():
         if key != "cond" and isinstance(value, torch.Tensor) and all(
@@ -52,7 +58,12 @@ class AtelierBatchPrompts(io.ComfyNode):
                 "pooled output too), so a latent batch of N images gets N different prompts, e.g. N "
                 "objects in one StyleAligned style. The optional style text is appended to every line. "
                 "The latent batch size must equal the number of prompts (wire the count output to the "
-                "latent's batch_size); Atelier-patched models check this when sampling starts."),
+                "latent's batch_size); Atelier-patched models check this when sampling starts. Prompts "
+                "of different lengths (in 77-token chunks) are brought to one length by repeating each "
+                "prompt's own tokens: exact (attention unchanged) when the common length is a multiple "
+                f"of every prompt's, which holds while it stays within {REPEAT_BOUND}x the longest; "
+                "beyond that rows are padded to the longest and a warning names the rows weighted "
+                "slightly differently."),
             inputs=[
                 io.Clip.Input("clip", tooltip="The text encoder (CLIP) of the checkpoint."),
                 io.String.Input("prompts", multiline=True, default="a house\na tree\na car\na cat",
@@ -70,6 +81,7 @@ class AtelierBatchPrompts(io.ComfyNode):
         )
 
     @classmethod
+    @guarded
     def execute(cls, clip, prompts, style) -> io.NodeOutput:
         texts = split_prompts(prompts, style)
         if not texts:

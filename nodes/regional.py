@@ -11,9 +11,11 @@ from .common import search_aliases
 
 from ..attention import dispatcher
 from ..attention.errors import AtelierError
+from ..attention.region_json import MAX_BOXES, parse_region_json
 from ..attention.regional import Region, RegionalControl
 from ..attention.weight_curves import CURVE_KINDS, make_curve
 from .common import CATEGORY, layers_input, make_layers, make_window, model_input, model_output, window_inputs
+from .input_guard import guarded
 
 REGION = "AtelierRegion"
 BOXES = "AtelierBoxRegions"
@@ -119,6 +121,7 @@ class AtelierRegion(io.ComfyNode):
         )
 
     @classmethod
+    @guarded
     def execute(cls, conditioning, x, y, width, height, weight, curve, end_weight, switch_at, weights,
                 mask=None, regions=None) -> io.NodeOutput:
         weight_curve = make_curve(REGION, curve, weight, end_weight, switch_at, weights)
@@ -130,33 +133,9 @@ class AtelierRegion(io.ComfyNode):
         return io.NodeOutput(tuple(regions or ()) + (region,))
 
 
-def parse_boxes(text: str, node: str = BOXES, input_name: str = "regions_json") -> list[dict]:
-    """The boxes of the editor's JSON: {"width", "height", "boxes": [{x, y, w, h, prompt, weight, ...}]}."""
-    fix = ('write {"boxes": [{"x": 0.1, "y": 0.2, "w": 0.4, "h": 0.5, "prompt": "a red house", '
-           '"weight": 1.0}]} (fractions of the image), or draw the boxes in the node\'s editor.')
-    try:
-        data = json.loads(text or "{}")
-    except ValueError as e:
-        raise AtelierError(node, input_name, f"the text is not valid JSON ({e}).", fix) from None
-    boxes = data.get("boxes") if isinstance(data, dict) else data
-    if not isinstance(boxes, list) or not all(isinstance(b, dict) for b in boxes):
-        raise AtelierError(node, input_name, "there is no list of boxes under \"boxes\".", fix)
-    parsed = []
-    for i, box in enumerate(boxes):
-        where = f"{input_name} box {i + 1}"
-        prompt = box.get("prompt")
-        if not isinstance(prompt, str) or not prompt.strip():
-            raise AtelierError(node, where, "has no prompt.", 'give each box a "prompt" text.')
-        try:
-            numbers = [float(box.get(k, math.nan)) for k in ("x", "y", "w", "h")]
-        except (TypeError, ValueError):
-            raise AtelierError(node, where, "x, y, w, h must be numbers.", fix) from None
-        rect = check_box(node, *numbers, input_name=where)
-        weight = box.get("weight", 1.0)
-        curve = make_curve(node, box.get("curve", "constant"), weight, box.get("end_weight", weight),
-                           box.get("switch_at", 0.5), box.get("weights", ()), input_name=f"{where} curve")
-        parsed.append({"prompt": prompt.strip(), "box": rect, "curve": curve})
-    return parsed
+def parse_boxes(text: str, node: str = BOXES, input_name: str = "regions_json") -> list:
+    """The boxes of the editor's JSON, each checked and bounded (attention.region_json)."""
+    return parse_region_json(text, node, input_name)
 
 
 class AtelierBoxRegions(io.ComfyNode):
@@ -178,7 +157,9 @@ class AtelierBoxRegions(io.ComfyNode):
                 io.Clip.Input("clip", tooltip="The text encoder (CLIP) of the checkpoint; encodes each box's prompt."),
                 io.String.Input("regions_json", multiline=True, default=json.dumps(DEFAULT_BOXES, indent=1),
                                 tooltip="The boxes as JSON: width/height (the editor's aspect) and a list 'boxes' of "
-                                        "{x, y, w, h, prompt, weight, curve, end_weight, switch_at, weights}."),
+                                        "{x, y, w, h, prompt, weight, curve, end_weight, switch_at, weights}: "
+                                        "x, y, w, h and switch_at from 0 to 1, weights from -2 to 5, at most "
+                                        f"{MAX_BOXES} boxes; unknown keys are refused."),
                 Regions.Input("regions", optional=True,
                               tooltip="Optional earlier regions; these boxes are added after them."),
             ],
@@ -186,6 +167,7 @@ class AtelierBoxRegions(io.ComfyNode):
         )
 
     @classmethod
+    @guarded
     def execute(cls, clip, regions_json, regions=None) -> io.NodeOutput:
         boxes = parse_boxes(regions_json)
         if boxes and clip is None:
@@ -193,8 +175,8 @@ class AtelierBoxRegions(io.ComfyNode):
                                "load a checkpoint with CLIP or use a CLIPLoader.")
         made = []
         for box in boxes:
-            cond = clip.encode_from_tokens(clip.tokenize(box["prompt"]), return_pooled=True, return_dict=True)
-            made.append(Region(cond=cond["cond"], curve=box["curve"], box=box["box"], source=BOXES))
+            cond = clip.encode_from_tokens(clip.tokenize(box.prompt), return_pooled=True, return_dict=True)
+            made.append(Region(cond=cond["cond"], curve=box.curve, box=box.rect, source=BOXES))
         return io.NodeOutput(tuple(regions or ()) + tuple(made))
 
 
@@ -222,9 +204,10 @@ class AtelierRegionalAttention(io.ComfyNode):
         )
 
     @classmethod
+    @guarded
     def execute(cls, model, regions, layers, start_percent, end_percent) -> io.NodeOutput:
         window = make_window(ATTENTION, start_percent, end_percent)
-        selection = make_layers(ATTENTION, layers)
+        selection = make_layers(ATTENTION, layers, model=model)
         live = tuple(r for r in (regions or ()) if not r.curve.always_zero)
         controls = [RegionalControl(regions=live, layers=selection, window=window)] if live else []
         return io.NodeOutput(dispatcher.attach(model, *controls, node=ATTENTION))

@@ -11,6 +11,7 @@ from ..attention.style_aligned import SharedAttentionControl, SharingSettings
 from ..inversion.reference_node import attach_reference
 from .inversion import TrajectoryType
 from .common import CATEGORY, layers_input, make_layers, make_window, model_input, model_output, window_inputs
+from .input_guard import guarded
 
 NODE = "AtelierStyleAligned"
 
@@ -64,11 +65,12 @@ class AtelierStyleAligned(io.ComfyNode):
         )
 
     @classmethod
+    @guarded
     def execute(cls, model, share_attention, adain_queries, adain_keys, adain_values, share_group_norm,
                 shared_score_scale, shared_score_shift, layers, unshared_fraction, start_percent,
                 end_percent, reference=None) -> io.NodeOutput:
         window = make_window(NODE, start_percent, end_percent)
-        selection = make_layers(NODE, layers, unshared_fraction)
+        selection = make_layers(NODE, layers, unshared_fraction, model=model)
         settings = SharingSettings(share_attention, adain_queries, adain_keys, adain_values,
                                    shared_score_scale, shared_score_shift)
         controls = []
