@@ -4,8 +4,10 @@
     python scripts/demo.py [--ckpt /path/model.safetensors] [--base BASE] [--out demo_output]
     CKPT=/path/model.safetensors python scripts/demo.py
 
-With a checkpoint given, it is linked into BASE/models/checkpoints and every CheckpointLoaderSimple
-uses it; otherwise the workflows' own ckpt_name (the tiny test checkpoints) is used.
+The workflows name the public models (SD1.5, SDXL, IP-Adapter, ...); the demo runs them on the tiny
+test-bed stand-ins (scripts/tiny_models/template_swap.py) unless --real-models is given (then the
+models the workflows name must be in BASE/models). With a checkpoint given, it is linked into
+BASE/models/checkpoints and every CheckpointLoaderSimple uses it.
 Images go to demo_output/<timestamp>/<workflow>/. Exit status 1 if any workflow failed.
 """
 from __future__ import annotations
@@ -22,6 +24,7 @@ sys.path.insert(0, str(HERE))
 from comfy_server import ComfyServer  # noqa: E402
 from run_workflow import WorkflowError, load_workflow, run_prompt  # noqa: E402
 from tiny_models.env import DEFAULT_BASE, DEFAULT_COMFY, REPO_ROOT  # noqa: E402
+from tiny_models.template_swap import for_test_bed  # noqa: E402
 
 
 def install_checkpoint(ckpt: Path, base: Path) -> str:
@@ -52,6 +55,8 @@ def main(argv=None) -> int:
     ap.add_argument("--comfy", default=str(DEFAULT_COMFY))
     ap.add_argument("--workflows", default=str(REPO_ROOT / "workflows" / "api"))
     ap.add_argument("--out", default=str(REPO_ROOT / "demo_output"))
+    ap.add_argument("--real-models", action="store_true",
+                    help="run the workflows as shipped (the public models they name), not on the tiny stand-ins")
     ap.add_argument("--timeout", type=float, default=900, help="per workflow, seconds")
     a = ap.parse_args(argv)
 
@@ -79,6 +84,8 @@ def main(argv=None) -> int:
             print(f"[demo] {wf.name}", flush=True)
             try:
                 prompt = load_workflow(wf)
+                if not a.real_models:
+                    prompt = for_test_bed(prompt)
                 if ckpt_name:
                     override_ckpt(prompt, ckpt_name)
                 _, saved = run_prompt(url, prompt, out_root / wf.stem, a.timeout)

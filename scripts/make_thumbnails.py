@@ -1,38 +1,163 @@
-"""Template thumbnails (workflows/<name>.jpg, shown by Browse Templates): a small title card per
-template, drawn procedurally (no third-party images). Re-run after adding a template."""
+"""Template thumbnails (workflows/<name>.jpg, shown by Browse Templates): a schematic of what each
+workflow does (inputs -> result, drawn with PIL, no third-party images) and, along the bottom, the
+models it needs (read from the template's properties.models). Re-run after changing a template:
+
+    .venv/bin/python scripts/make_thumbnails.py
+"""
 from __future__ import annotations
 
-import colorsys
-import hashlib
+import json
+import random
 from pathlib import Path
 
 from PIL import Image, ImageDraw, ImageFont
 
 WORKFLOWS = Path(__file__).resolve().parent.parent / "workflows"
-SIZE = 256
+W, H = 320, 240
+BG, FG, DIM = (32, 36, 44), (236, 236, 236), (150, 156, 168)
+WARM = [(244, 162, 89), (231, 111, 81), (252, 214, 112), (120, 60, 80)]
+COOL = [(86, 140, 200), (60, 90, 140), (170, 210, 235), (40, 50, 80)]
+SHORT = {"sd_xl_base_1.0.safetensors": "SDXL base 1.0", "v1-5-pruned-emaonly-fp16.safetensors": "SD1.5",
+         "ip-adapter_sdxl_vit-h.safetensors": "IP-Adapter SDXL ViT-H", "ip-adapter_sd15.safetensors": "IP-Adapter SD1.5",
+         "clip_vision_h.safetensors": "CLIP vision H", "control_v11f1e_sd15_tile_fp16.safetensors": "ControlNet tile",
+         "lcm-lora-sdv1-5.safetensors": "LCM-LoRA"}
 
 
-def card(name: str) -> Image.Image:
-    hue = int(hashlib.sha1(name.encode()).hexdigest()[:4], 16) / 0xFFFF
-    img = Image.new("RGB", (SIZE, SIZE))
-    draw = ImageDraw.Draw(img)
-    for y in range(SIZE):  # vertical gradient in the template's own hue
-        r, g, b = colorsys.hsv_to_rgb(hue, 0.55, 0.35 + 0.45 * y / SIZE)
-        draw.line([(0, y), (SIZE, y)], fill=(int(r * 255), int(g * 255), int(b * 255)))
-    for i in range(4):  # four "images in one style"
-        x0 = 24 + (i % 2) * 108
-        y0 = 24 + (i // 2) * 90
-        draw.rounded_rectangle([x0, y0, x0 + 100, y0 + 80], radius=10, outline=(255, 255, 255), width=3)
-    font = ImageFont.load_default()
-    draw.text((24, 212), "Attention Atelier", fill=(255, 255, 255), font=font)
-    draw.text((24, 228), name.replace("_", " "), fill=(255, 255, 255), font=font)
+def font(size: int):
+    try:
+        return ImageFont.load_default(size)
+    except TypeError:  # Pillow < 10.1 has one size
+        return ImageFont.load_default()
+
+
+def tile(d: ImageDraw.ImageDraw, x: int, y: int, s: int, palette, motif: str, seed: int = 0):
+    """A tiny picture: sky/ground in the palette, one motif."""
+    sky, ground, accent, dark = palette[2], palette[1], palette[0], palette[3]
+    d.rectangle([x, y, x + s, y + s], fill=sky)
+    d.rectangle([x, y + s * 2 // 3, x + s, y + s], fill=ground)
+    if motif == "house":
+        d.rectangle([x + s * 0.2, y + s * 0.45, x + s * 0.55, y + s * 0.75], fill=accent)
+        d.polygon([(x + s * 0.15, y + s * 0.47), (x + s * 0.375, y + s * 0.25), (x + s * 0.6, y + s * 0.47)], fill=dark)
+    elif motif == "tree":
+        d.rectangle([x + s * 0.47, y + s * 0.5, x + s * 0.53, y + s * 0.75], fill=dark)
+        d.ellipse([x + s * 0.3, y + s * 0.2, x + s * 0.7, y + s * 0.58], fill=accent)
+    elif motif == "sun":
+        d.ellipse([x + s * 0.55, y + s * 0.12, x + s * 0.85, y + s * 0.42], fill=accent)
+        d.polygon([(x, y + s * 0.7), (x + s * 0.4, y + s * 0.45), (x + s * 0.8, y + s * 0.7)], fill=dark)
+    elif motif == "boat":
+        d.polygon([(x + s * 0.2, y + s * 0.62), (x + s * 0.8, y + s * 0.62), (x + s * 0.65, y + s * 0.75),
+                   (x + s * 0.35, y + s * 0.75)], fill=dark)
+        d.polygon([(x + s * 0.5, y + s * 0.2), (x + s * 0.5, y + s * 0.6), (x + s * 0.75, y + s * 0.6)], fill=accent)
+    elif motif == "noise":
+        rng = random.Random(seed)
+        step = max(2, s // 16)
+        for i in range(0, s, step):
+            for j in range(0, s, step):
+                v = rng.randint(40, 220)
+                d.rectangle([x + i, y + j, x + i + step, y + j + step], fill=(v, v, v))
+    d.rectangle([x, y, x + s, y + s], outline=FG, width=2)
+
+
+def arrow(d, x0, y, x1, label: str = ""):
+    d.line([x0, y, x1 - 6, y], fill=FG, width=3)
+    d.polygon([(x1, y), (x1 - 10, y - 6), (x1 - 10, y + 6)], fill=FG)
+    if label:
+        d.text(((x0 + x1) // 2, y - 16), label, fill=DIM, font=font(11), anchor="mm")
+
+
+def pipeline(d, left: list, mid: str, right: list):
+    """Input tiles on the left, an arrow through the Atelier step, result tiles on the right."""
+    s = 64 if len(left) < 3 else 48
+    y0 = 36
+    for i, (palette, motif, caption) in enumerate(left):
+        y = y0 + i * (s + 22)
+        tile(d, 14, y, s, palette, motif, seed=i)
+        d.text((14 + s // 2, y + s + 9), caption, fill=DIM, font=font(11), anchor="mm")
+    arrow(d, 14 + s + 12, 36 + s // 2 + (len(left) - 1) * (s + 22) // 2, 200, mid)
+    rs = 64 if len(right) == 1 else 48
+    for i, (palette, motif, caption) in enumerate(right):
+        x = (222 if len(right) == 1 else 208) + (i % 2) * (rs + 8)
+        y = 36 + (i // 2) * (rs + 22)
+        tile(d, x, y, rs, palette, motif, seed=10 + i)
+        if caption:
+            d.text((x + rs // 2, y + rs + 9), caption, fill=DIM, font=font(11), anchor="mm")
+
+
+def regions(d):
+    x, y, s = 20, 34, 150
+    d.rectangle([x, y, x + s * 4 // 3, y + s], fill=(40, 44, 54), outline=FG, width=2)
+    for (bx, by, bw, bh), color, label in [((0.04, 0.4, 0.44, 0.55), WARM[1], "house"),
+                                            ((0.56, 0.3, 0.4, 0.65), (80, 170, 100), "tree"),
+                                            ((0.3, 0.02, 0.45, 0.25), COOL[0], "cloud")]:
+        box = [x + bx * s * 4 // 3, y + by * s, x + (bx + bw) * s * 4 // 3, y + (by + bh) * s]
+        d.rectangle(box, outline=color, width=3)
+        d.text((box[0] + 4, box[1] + 3), label, fill=color, font=font(12))
+    px, py, pw, ph = 230, 60, 80, 70  # weight over steps
+    d.line([px, py, px, py + ph, px + pw, py + ph], fill=DIM, width=2)
+    pts = [(px + i, py + ph - ph * (0.9 - 0.5 * i / pw)) for i in range(pw)]
+    d.line(pts, fill=WARM[1], width=3)
+    d.text((px + pw // 2, py + ph + 10), "weight / steps", fill=DIM, font=font(11), anchor="mm")
+
+
+def composite(d):
+    labels = ["LoRA", "ControlNet", "StyleAligned", "Image prompt", "Regions", "Aesthetic"]
+    for i, label in enumerate(labels):
+        x, y = 16 + (i % 3) * 100, 40 + (i // 3) * 70
+        d.rounded_rectangle([x, y, x + 88, y + 52], radius=8, fill=(52, 60, 78), outline=COOL[2], width=2)
+        d.text((x + 44, y + 26), label, fill=FG, font=font(12), anchor="mm")
+    arrow(d, 120, 176, 200, "")
+    d.text((160, 192), "one KSampler", fill=DIM, font=font(11), anchor="mm")
+
+
+SCENES = {
+    "style_aligned_set": lambda d: pipeline(d, [([(200, 200, 200)] * 3 + [(90, 90, 90)], "house", "prompt 1"),
+                                                ([(200, 200, 200)] * 3 + [(90, 90, 90)], "boat", "prompt 2")],
+                                            "one style", [(WARM, "house", "house"), (WARM, "boat", "boat"),
+                                                          (WARM, "tree", "tree"), (WARM, "sun", "sun")]),
+    "style_from_image": lambda d: pipeline(d, [(COOL, "sun", "your style")], "invert + share",
+                                           [(COOL, "house", "prompt 1"), (COOL, "tree", "prompt 2")]),
+    "aesthetic_mix": lambda d: pipeline(d, [(DIMP := [(180, 180, 180), (110, 110, 110), (210, 210, 210),
+                                                      (60, 60, 60)], "sun", "content")],
+                                        "+ golden hour", [(WARM, "sun", "same scene, new look")]),
+    "regional_layout": regions,
+    "invert_and_reconstruct": lambda d: pipeline(d, [(COOL, "house", "your image")], "invert",
+                                                 [(COOL, "noise", "x_T"), (COOL, "house", "back")]),
+    "artistic_synthesis": lambda d: pipeline(d, [(WARM, "sun", "artwork"), (COOL, "house", "content")],
+                                             "style + content", [(WARM, "house", "content, painted")]),
+    "artistic_editing": lambda d: pipeline(d, [(WARM, "sun", "artwork")], "\"snowy night\"",
+                                           [([(250, 250, 250), (200, 210, 230), (90, 100, 140), (30, 30, 60)],
+                                             "sun", "edited")]),
+    "all_in_one": composite,
+}
+
+
+def needed_models(template: Path) -> list[str]:
+    names = []
+    for node in json.loads(template.read_text())["nodes"]:
+        for model in node.get("properties", {}).get("models", []):
+            label = SHORT.get(model["name"], model["name"])
+            if label not in names:
+                names.append(label)
+    return names
+
+
+def card(template: Path) -> Image.Image:
+    img = Image.new("RGB", (W, H), BG)
+    d = ImageDraw.Draw(img)
+    d.text((12, 10), template.stem.replace("_", " "), fill=FG, font=font(16))
+    SCENES[template.stem](d)
+    models = needed_models(template)
+    d.rectangle([0, H - 40, W, H], fill=(22, 24, 30))
+    d.text((10, H - 36), "needs: " + ", ".join(models[:2]), fill=FG, font=font(12))
+    if len(models) > 2:
+        d.text((10, H - 19), "       " + ", ".join(models[2:]), fill=FG, font=font(12))
     return img
 
 
 def main():
     for template in sorted(WORKFLOWS.glob("*.json")):
         out = template.with_suffix(".jpg")
-        card(template.stem).save(out, quality=80, optimize=True)
+        card(template).save(out, quality=82, optimize=True)
         print(out, out.stat().st_size, "bytes")
 
 

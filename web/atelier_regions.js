@@ -1,50 +1,48 @@
 // Region editor for AtelierBoxRegions: draw, move, resize and delete boxes on a canvas with the
-// image's aspect, edit each box's local prompt and weight curve, see the curve as a small plot.
+// image's aspect, edit each box's local prompt and weight curve (labelled fields), see the weight over
+// the steps as a plot with axes, and see regions chained in from AtelierRegion nodes (read-only).
 // It only reads and writes the node's regions_json widget; the node works without it (API users
-// write the same JSON by hand).
+// write the same JSON by hand). Everything it draws sits in one element whose height it reports to
+// the node (getMinHeight), so the node grows with it on the classic canvas and in Nodes 2.0.
 import { app } from "../../scripts/app.js";
+import { CURVES, drawPlot, round, clamp, parseState } from "./atelier_regions_plot.js";
+import { chainedRegions, latentSize } from "./atelier_regions_graph.js";
 
 const NODE = "AtelierBoxRegions";
 const JSON_WIDGET = "regions_json";
 const EDITOR_WIDGET = "atelier_region_editor";
-const CANVAS_WIDTH = 240;
+const CANVAS_WIDTH = 300;
+const PLOT_HEIGHT = 96;
+const TOOLBAR_HEIGHT = 26;
+const FIELDS_HEIGHT = 112;
+const GAPS = 3 * 6 + 8; // three gaps between four rows, padding above and below
 const HANDLE = 8; // px around a corner that grabs it for resizing
 const MIN_SIZE = 0.02;
-const CURVES = ["constant", "linear", "cosine", "step", "list"];
-const COLORS = ["#e4572e", "#29a35a", "#3e7cb1", "#f3a712", "#a23e98", "#17bebb"];
+const COLORS = ["#e4572e", "#29a35a", "#3e7cb1", "#f3a712", "#a23e98", "#17bebb", "#c1666b", "#7e8d3b"];
 
-// c(p), as attention/weight_curves.py defines it.
-function curveAt(box, p) {
-  const w0 = Number(box.weight ?? 1);
-  const w1 = Number(box.end_weight ?? w0);
-  switch (box.curve ?? "constant") {
-    case "linear": return w0 + (w1 - w0) * p;
-    case "cosine": return w1 + (w0 - w1) * (1 + Math.cos(Math.PI * p)) / 2;
-    case "step": return p < Number(box.switch_at ?? 0.5) ? w0 : w1;
-    case "list": {
-      const v = listValues(box.weights);
-      return v.length ? v[Math.min(Math.floor(p * v.length + 0.01), v.length - 1)] : 0;
-    }
-    default: return w0;
-  }
-}
+const STYLE = `
+.atelier-regions-editor { display:flex; flex-direction:column; gap:6px; padding:4px; box-sizing:border-box;
+  width:100%; overflow:hidden; color:var(--input-text, #ddd); font:12px sans-serif; }
+.atelier-regions-editor .atelier-regions-toolbar { display:flex; align-items:center; gap:6px; height:${TOOLBAR_HEIGHT}px; }
+.atelier-regions-editor .atelier-regions-status { flex:1; opacity:0.8; white-space:nowrap; overflow:hidden; text-overflow:ellipsis; }
+.atelier-regions-editor button { background:var(--comfy-input-bg, #222); color:var(--input-text, #ddd);
+  border:1px solid var(--border-color, #555); border-radius:4px; padding:2px 8px; cursor:pointer; font-size:11px; }
+.atelier-regions-editor button:disabled { opacity:0.45; cursor:default; }
+.atelier-regions-editor canvas { display:block; flex:none; align-self:center; box-sizing:content-box;
+  border:1px solid var(--border-color, #555); border-radius:4px; }
+.atelier-regions-editor .atelier-regions-fields { display:grid; grid-template-columns:auto 1fr auto 1fr;
+  gap:4px 6px; align-items:center; height:${FIELDS_HEIGHT}px; }
+.atelier-regions-editor .atelier-regions-fields label { color:var(--fg-color, #ccc); opacity:0.85; font-size:11px; white-space:nowrap; }
+.atelier-regions-editor .atelier-regions-fields .wide { grid-column:2 / span 3; }
+.atelier-regions-editor input, .atelier-regions-editor select { background:var(--comfy-input-bg, #222);
+  color:var(--input-text, #ddd); border:1px solid var(--border-color, #555); border-radius:4px;
+  padding:2px 4px; font-size:11px; min-width:0; width:100%; box-sizing:border-box; height:22px; }
+.atelier-regions-editor input:disabled, .atelier-regions-editor select:disabled { opacity:0.45; }
+`;
 
-function listValues(weights) {
-  const items = Array.isArray(weights) ? weights : String(weights ?? "").split(/[,;]/);
-  return items.map((x) => String(x).trim()).filter((x) => x !== "").map(Number).filter(Number.isFinite);
-}
-
-const round = (x) => Math.round(x * 1000) / 1000;
-const clamp = (x, lo, hi) => Math.min(Math.max(x, lo), hi);
-
-function parseState(text) {
-  try {
-    const data = JSON.parse(text || "{}");
-    const boxes = Array.isArray(data) ? data : Array.isArray(data?.boxes) ? data.boxes : [];
-    return { width: Number(data?.width) || 512, height: Number(data?.height) || 512, boxes, ok: true };
-  } catch {
-    return { width: 512, height: 512, boxes: [], ok: false };
-  }
+function addStyle() {
+  if (document.getElementById("atelier-regions-style")) return;
+  document.head.append(Object.assign(document.createElement("style"), { id: "atelier-regions-style", textContent: STYLE }));
 }
 
 function el(tag, props = {}, children = []) {
@@ -60,39 +58,53 @@ class RegionEditor {
     this.selected = -1;
     this.drag = null;
     this.lastText = null;
+    this.ids = []; // one stable id per box (label and colour), kept across edits and deletions
+    this.nextId = 1;
+    this.chained = [];
     this.build();
     this.refresh();
   }
 
   build() {
-    const field = "width:100%;box-sizing:border-box;font-size:11px";
     this.canvas = el("canvas", { className: "atelier-regions-canvas", tabIndex: 0 });
-    this.canvas.style.cssText = "display:block;cursor:crosshair;border:1px solid #666;touch-action:none";
-    this.prompt = el("input", { className: "atelier-regions-prompt", placeholder: "local prompt of the box" });
-    this.weight = el("input", { className: "atelier-regions-weight", type: "number", step: "0.05", title: "weight (first step)" });
+    this.canvas.style.cursor = "crosshair";
+    this.canvas.style.touchAction = "none";
+    this.status = el("span", { className: "atelier-regions-status" });
+    this.useLatent = el("button", { className: "atelier-regions-latent", textContent: "Use latent size",
+      title: "Set the aspect (width/height) from the latent the sampler of these regions uses" });
+    this.remove = el("button", { className: "atelier-regions-delete", textContent: "Delete box",
+      title: "Delete the selected box (or press Delete while the box canvas has focus)" });
+    const toolbar = el("div", { className: "atelier-regions-toolbar" }, [this.status, this.useLatent, this.remove]);
+
+    const input = (cls, props) => el("input", { className: cls, ...props });
+    this.prompt = input("atelier-regions-prompt wide", { placeholder: "what goes in this box" });
+    this.weight = input("atelier-regions-weight", { type: "number", step: "0.05" });
     this.curve = el("select", { className: "atelier-regions-curve" }, CURVES.map((c) => el("option", { value: c, textContent: c })));
-    this.endWeight = el("input", { className: "atelier-regions-end", type: "number", step: "0.05", title: "end_weight" });
-    this.switchAt = el("input", { className: "atelier-regions-switch", type: "number", step: "0.05", min: "0", max: "1", title: "switch_at" });
-    this.weights = el("input", { className: "atelier-regions-list", placeholder: "list: 1, 0.8, 0.5, 0" });
-    this.remove = el("button", { className: "atelier-regions-delete", textContent: "Delete box" });
-    this.plot = el("canvas", { className: "atelier-regions-plot", width: CANVAS_WIDTH, height: 48 });
-    this.status = el("div", { className: "atelier-regions-status" });
-    for (const input of [this.prompt, this.weights]) input.style.cssText = field;
-    for (const input of [this.weight, this.endWeight, this.switchAt, this.curve]) input.style.cssText = "width:23%;font-size:11px";
-    this.status.style.cssText = "font-size:10px;opacity:0.75";
-    this.fields = el("div", {}, [this.prompt, el("div", {}, [this.weight, this.curve, this.endWeight, this.switchAt]),
-      this.weights, this.plot, this.remove]);
-    this.element = el("div", { className: "atelier-regions-editor" }, [this.canvas, this.status, this.fields]);
-    this.element.style.cssText = "display:flex;flex-direction:column;gap:3px;padding:2px";
+    this.endWeight = input("atelier-regions-end", { type: "number", step: "0.05" });
+    this.switchAt = input("atelier-regions-switch", { type: "number", step: "0.05", min: "0", max: "1" });
+    this.weights = input("atelier-regions-list wide", { placeholder: "curve 'list': 1, 0.8, 0.5, 0" });
+    const label = (text, field) => el("label", { textContent: text, htmlFor: (field.id = `atelier-${Math.random().toString(36).slice(2)}`) });
+    this.fields = el("div", { className: "atelier-regions-fields" }, [
+      label("Prompt", this.prompt), this.prompt,
+      label("Weight", this.weight), this.weight, label("Curve", this.curve), this.curve,
+      label("End weight", this.endWeight), this.endWeight, label("Switch at", this.switchAt), this.switchAt,
+      label("Weights", this.weights), this.weights,
+    ]);
+    this.plot = el("canvas", { className: "atelier-regions-plot", width: CANVAS_WIDTH, height: PLOT_HEIGHT });
+    this.plot.style.width = `${CANVAS_WIDTH}px`;
+    this.plot.style.height = `${PLOT_HEIGHT}px`;
+    this.element = el("div", { className: "atelier-regions-editor" }, [toolbar, this.canvas, this.fields, this.plot]);
 
     this.canvas.addEventListener("pointerdown", (e) => this.onDown(e));
     this.canvas.addEventListener("pointermove", (e) => this.onMove(e));
     this.canvas.addEventListener("pointerup", (e) => this.onUp(e));
     this.canvas.addEventListener("keydown", (e) => {
+      // Only here: the canvas has focus. Keys typed in the fields never reach the graph either.
       if (e.key === "Delete" || e.key === "Backspace") { this.deleteSelected(); e.preventDefault(); }
       e.stopPropagation();
     });
     this.remove.addEventListener("click", () => this.deleteSelected());
+    this.useLatent.addEventListener("click", () => this.setAspectFromLatent());
     const edit = (key, read) => (e) => {
       const box = this.state.boxes[this.selected];
       if (!box) return;
@@ -105,27 +117,59 @@ class RegionEditor {
     this.endWeight.addEventListener("input", edit("end_weight", Number));
     this.switchAt.addEventListener("input", edit("switch_at", Number));
     this.weights.addEventListener("input", edit("weights", (v) => v));
-    for (const input of [this.prompt, this.weight, this.endWeight, this.switchAt, this.weights]) {
-      input.addEventListener("keydown", (e) => e.stopPropagation());
+    for (const field of [this.prompt, this.weight, this.endWeight, this.switchAt, this.weights, this.curve]) {
+      field.addEventListener("keydown", (e) => e.stopPropagation());
     }
   }
 
-  get height() {
-    return Math.round(CANVAS_WIDTH * this.state.height / this.state.width);
+  get canvasHeight() {
+    return Math.round(clamp(CANVAS_WIDTH * this.state.height / this.state.width, 90, 420));
   }
 
-  // Re-read the widget when something else (typing, loading a workflow) changed it.
+  // Height of everything the editor draws: the node reserves exactly this.
+  get height() { // toolbar, box canvas and plot (with their 1px borders), fields, gaps and padding
+    return TOOLBAR_HEIGHT + this.canvasHeight + 2 + FIELDS_HEIGHT + PLOT_HEIGHT + 2 + GAPS;
+  }
+
+  colorOf(i) {
+    return COLORS[(this.ids[i] - 1) % COLORS.length];
+  }
+
+  // Re-read the widget when something else (typing, loading a workflow) changed it, and the chain.
   refresh() {
+    this.canvas.dataset.nodeId = String(this.node.id); // ids are given when the node joins a graph
+    this.element.dataset.nodeId = String(this.node.id);
+    const chained = chainedRegions(app.graph, this.node);
+    const chainKey = JSON.stringify(chained);
     const text = this.jsonWidget.value;
-    if (text === this.lastText) return;
-    this.lastText = text;
-    this.state = parseState(text);
-    this.selected = Math.min(this.selected, this.state.boxes.length - 1);
-    this.canvas.width = CANVAS_WIDTH;
-    this.canvas.height = this.height;
-    this.status.textContent = this.state.ok ? `${this.state.boxes.length} box(es), ${this.state.width}x${this.state.height}`
-      : "regions_json is not valid JSON: fix it in the text box";
+    if (text === this.lastText && chainKey === this.chainKey) return;
+    this.chained = chained;
+    this.chainKey = chainKey;
+    if (text !== this.lastText) {
+      this.lastText = text;
+      const before = this.state?.height / this.state?.width;
+      this.state = parseState(text);
+      if (this.ids.length !== this.state.boxes.length) { // edited elsewhere: new ids
+        this.ids = this.state.boxes.map(() => this.nextId++);
+      }
+      this.selected = Math.min(this.selected, this.state.boxes.length - 1);
+      if (before !== this.state.height / this.state.width) this.resize();
+    }
     this.render();
+  }
+
+  resize() {
+    if (this.canvas.width !== CANVAS_WIDTH) this.canvas.width = CANVAS_WIDTH; // (setting it clears it)
+    if (this.canvas.height !== this.canvasHeight) this.canvas.height = this.canvasHeight;
+    this.canvas.style.width = `${CANVAS_WIDTH}px`; // never stretched by the layout: the aspect stays
+    this.canvas.style.height = `${this.canvasHeight}px`;
+    this.element.style.minHeight = `${this.height}px`;
+    const node = this.node;
+    const need = node.computeSize?.();
+    if (need && node.size && (node.size[1] < need[1] || node.size[0] < need[0])) {
+      node.setSize?.([Math.max(node.size[0], need[0]), Math.max(node.size[1], need[1])]);
+    }
+    node.setDirtyCanvas?.(true, true);
   }
 
   write() {
@@ -136,6 +180,18 @@ class RegionEditor {
     this.jsonWidget.callback?.(text);
     this.node.setDirtyCanvas?.(true, true);
     this.render();
+  }
+
+  setAspectFromLatent() {
+    const size = latentSize(app.graph, this.node);
+    if (!size) {
+      this.status.textContent = "no latent with a width/height found downstream";
+      return;
+    }
+    this.state.width = size.width;
+    this.state.height = size.height;
+    this.write();
+    this.resize();
   }
 
   point(e) {
@@ -170,6 +226,7 @@ class RegionEditor {
       this.drag = { mode: hit.corner ? "resize" : "move", corner: hit.corner, start: p, box: b };
     } else {
       this.state.boxes.push({ x: round(p.x), y: round(p.y), w: 0, h: 0, prompt: "an object", weight: 1.0, curve: "constant" });
+      this.ids.push(this.nextId++);
       this.selected = this.state.boxes.length - 1;
       this.drag = { mode: "draw", start: p };
     }
@@ -207,6 +264,7 @@ class RegionEditor {
     const box = this.state.boxes[this.selected];
     if (this.drag.mode === "draw" && (box.w < MIN_SIZE || box.h < MIN_SIZE)) {
       this.state.boxes.splice(this.selected, 1); // a click, not a drag: no box
+      this.ids.splice(this.selected, 1);
       this.selected = -1;
     }
     this.drag = null;
@@ -216,26 +274,41 @@ class RegionEditor {
   deleteSelected() {
     if (this.selected < 0) return;
     this.state.boxes.splice(this.selected, 1);
+    this.ids.splice(this.selected, 1);
     this.selected = -1;
     this.write();
   }
 
   render() {
-    this.canvas.dataset.nodeId = String(this.node.id); // ids are given when the node joins a graph
+    if (this.canvas.height !== this.canvasHeight || !this.element.style.minHeight) this.resize();
+    const n = this.state.boxes.length;
+    this.status.textContent = this.state.ok
+      ? `${n} ${n === 1 ? "box" : "boxes"}${this.chained.length ? ` + ${this.chained.length} chained` : ""}, ${this.state.width}x${this.state.height}`
+      : "regions_json is not valid JSON: fix it in the text box";
+    this.status.dataset.boxes = String(n);
     const ctx = this.canvas.getContext("2d");
     const { width: W, height: H } = this.canvas;
     ctx.fillStyle = "#222";
     ctx.fillRect(0, 0, W, H);
+    ctx.font = "11px sans-serif";
+    for (const r of this.chained) { // read-only: dashed grey, edit them on their own node
+      ctx.setLineDash([5, 4]);
+      ctx.strokeStyle = "#aaa";
+      ctx.lineWidth = 1.5;
+      ctx.strokeRect(r.x * W, r.y * H, r.w * W, r.h * H);
+      ctx.setLineDash([]);
+      ctx.fillStyle = "#bbb";
+      ctx.fillText(`${r.label} (chained)`.slice(0, 34), r.x * W + 3, r.y * H + 12);
+    }
     this.state.boxes.forEach((b, i) => {
-      const color = COLORS[i % COLORS.length];
+      const color = this.colorOf(i);
       ctx.fillStyle = color + "40";
       ctx.strokeStyle = color;
       ctx.lineWidth = i === this.selected ? 3 : 1.5;
       ctx.fillRect(b.x * W, b.y * H, b.w * W, b.h * H);
       ctx.strokeRect(b.x * W, b.y * H, b.w * W, b.h * H);
       ctx.fillStyle = "#fff";
-      ctx.font = "11px sans-serif";
-      ctx.fillText(`${i + 1}: ${b.prompt ?? ""}`.slice(0, 28), b.x * W + 3, b.y * H + 12);
+      ctx.fillText(`${this.ids[i]}: ${b.prompt ?? ""}`.slice(0, 30), b.x * W + 3, b.y * H + 12);
       if (i === this.selected) {
         ctx.fillStyle = color;
         for (const [cx, cy] of [[b.x, b.y], [b.x + b.w, b.y], [b.x, b.y + b.h], [b.x + b.w, b.y + b.h]]) {
@@ -248,36 +321,17 @@ class RegionEditor {
 
   showFields() {
     const box = this.state.boxes[this.selected];
-    this.fields.style.display = box ? "block" : "none";
-    if (!box) return;
+    for (const field of [this.prompt, this.weight, this.curve, this.endWeight, this.switchAt, this.weights, this.remove]) {
+      field.disabled = !box;
+    }
     const set = (input, value) => { if (document.activeElement !== input) input.value = value; };
-    set(this.prompt, box.prompt ?? "");
-    set(this.weight, box.weight ?? 1);
-    set(this.curve, box.curve ?? "constant");
-    set(this.endWeight, box.end_weight ?? box.weight ?? 1);
-    set(this.switchAt, box.switch_at ?? 0.5);
-    set(this.weights, Array.isArray(box.weights) ? box.weights.join(", ") : box.weights ?? "");
-    this.drawCurve(box);
-  }
-
-  drawCurve(box) {
-    const ctx = this.plot.getContext("2d");
-    const { width: W, height: H } = this.plot;
-    const ys = Array.from({ length: W }, (_, i) => curveAt(box, i / (W - 1)));
-    const lo = Math.min(0, ...ys), hi = Math.max(1, ...ys);
-    const y = (v) => H - 4 - (v - lo) / (hi - lo || 1) * (H - 8);
-    ctx.fillStyle = "#1a1a1a";
-    ctx.fillRect(0, 0, W, H);
-    ctx.strokeStyle = "#555";
-    ctx.beginPath(); ctx.moveTo(0, y(0)); ctx.lineTo(W, y(0)); ctx.stroke();
-    ctx.strokeStyle = COLORS[this.selected % COLORS.length];
-    ctx.lineWidth = 2;
-    ctx.beginPath();
-    ys.forEach((v, i) => (i ? ctx.lineTo(i, y(v)) : ctx.moveTo(i, y(v))));
-    ctx.stroke();
-    ctx.fillStyle = "#aaa";
-    ctx.font = "10px sans-serif";
-    ctx.fillText(`weight over the steps: ${round(ys[0])} -> ${round(ys[W - 1])}`, 4, 11);
+    set(this.prompt, box?.prompt ?? "");
+    set(this.weight, box?.weight ?? "");
+    set(this.curve, box?.curve ?? "constant");
+    set(this.endWeight, box ? box.end_weight ?? box.weight ?? 1 : "");
+    set(this.switchAt, box ? box.switch_at ?? 0.5 : "");
+    set(this.weights, box ? (Array.isArray(box.weights) ? box.weights.join(", ") : box.weights ?? "") : "");
+    drawPlot(this.plot, box, box ? this.colorOf(this.selected) : "#888", box ? `box ${this.ids[this.selected]}` : "");
   }
 }
 
@@ -285,16 +339,21 @@ app.registerExtension({
   name: "attention_atelier.regions",
   async beforeRegisterNodeDef(nodeType, nodeData) {
     if (nodeData?.name !== NODE) return;
+    addStyle();
     const onNodeCreated = nodeType.prototype.onNodeCreated;
     nodeType.prototype.onNodeCreated = function () {
       const result = onNodeCreated?.apply(this, arguments);
       const jsonWidget = this.widgets?.find((w) => w.name === JSON_WIDGET);
       if (!jsonWidget) return result;
+      if (jsonWidget.options) jsonWidget.options.getMinHeight = () => 110; // the JSON stays readable
       const editor = new RegionEditor(this, jsonWidget);
+      // The classic canvas gives a DOM widget its height minus a margin above and below.
+      const outer = () => editor.height + 2 * (widget?.margin ?? 10);
       const widget = this.addDOMWidget(EDITOR_WIDGET, "atelier_regions", editor.element, {
         serialize: false,
         hideOnZoom: false,
-        getMinHeight: () => editor.height + (editor.selected >= 0 ? 150 : 24),
+        getMinHeight: outer,
+        getMaxHeight: outer,
       });
       widget.serialize = false;
       this.atelierRegionEditor = editor;
@@ -304,8 +363,17 @@ app.registerExtension({
         clearInterval(timer);
         return onRemoved?.apply(this, arguments);
       };
-      this.setSize?.([Math.max(this.size[0], CANVAS_WIDTH + 30), this.computeSize()[1]]);
+      this.setSize?.([Math.max(this.size[0], CANVAS_WIDTH + 40), this.computeSize()[1]]);
+      return result;
+    };
+    const onConfigure = nodeType.prototype.onConfigure;
+    nodeType.prototype.onConfigure = function () { // a loaded workflow's size never hides the editor
+      const result = onConfigure?.apply(this, arguments);
+      this.atelierRegionEditor?.refresh();
+      this.atelierRegionEditor?.resize();
+      this.atelierRegionEditor?.render();
       return result;
     };
   },
 });
+

@@ -47,7 +47,9 @@ def show_node(frontend, node_id: int):
 
 
 def test_drawing_moving_and_deleting_boxes_edit_the_widget_json(frontend):
+    from tests.browser.views import close_dialogs
     frontend.load_workflow(json.loads(REGIONAL.read_text()), REGIONAL.name)
+    close_dialogs(frontend)  # the missing-models dialog: the test bed has no SDXL base
     node_id = frontend.evaluate("window.app.graph.nodes.find(n => n.type === 'AtelierBoxRegions').id")
     show_node(frontend, node_id)
     before = box_json(frontend, node_id)
@@ -134,15 +136,52 @@ def test_template_loads_and_converts_to_its_api_twin(frontend, template: Path):
         f"frontend: {describe(prompt)}\ntwin:     {describe(twin)}")
 
 
+LIVE_BOXES = """() => window.app.graph.nodes.map(n => [n.id, n.type, n.pos[0], n.pos[1] - window.LiteGraph.NODE_TITLE_HEIGHT,
+    n.pos[0] + n.size[0], n.pos[1] + n.size[1]])"""
+
+
+GROUP_TITLES = """() => (window.app.graph.groups ?? window.app.graph._groups).map(g => {
+    const [x, y, w] = g._bounding ?? g.bounding; return [g.title, x, y, x + w, y + (g.titleHeight ?? 34)]; })"""
+
+
+@pytest.mark.parametrize("template", TEMPLATES, ids=lambda p: p.stem)
+def test_template_opens_without_overlapping_nodes(frontend, template: Path):
+    """The missing-models dialog offers every model the template declares (the test bed has none of the
+    public files); after the frontend has laid the nodes out (widgets may grow a node), no two overlap;
+    a screenshot of the whole template goes to .cache/screenshots/<frontend>/classic/."""
+    from tests.browser import views
+    workflow = json.loads(template.read_text())
+    frontend.load_workflow(workflow, template.name)
+    time.sleep(1.0)
+    dialog = frontend.evaluate("Array.from(document.querySelectorAll('.p-dialog')).map(d => d.innerText).join('\\n')")
+    declared = {m["name"] for n in workflow["nodes"] for m in n.get("properties", {}).get("models", [])}
+    assert declared and all(name in dialog for name in declared), (declared, dialog)
+    views.close_dialogs(frontend)
+    views.screenshot_whole_graph(frontend, f"template_{template.stem}", "classic")
+    boxes = frontend.evaluate(LIVE_BOXES)
+    clashes = [(a[:2], b[:2]) for i, a in enumerate(boxes) for b in boxes[i + 1:]
+               if a[2] < b[4] and b[2] < a[4] and a[3] < b[5] and b[3] < a[5]]
+    assert not clashes, f"{template.name}: overlapping nodes after load: {clashes}"
+    titles = frontend.evaluate(GROUP_TITLES)
+    covered = [(t[0], b[:2]) for t in titles for b in boxes if t[1] < b[4] and b[2] < t[3] and t[2] < b[5] and b[3] < t[4]]
+    assert not covered, f"{template.name}: group titles covered by nodes after load: {covered}"
+
+
 def history(url: str) -> dict:
     with urllib.request.urlopen(url + "/history", timeout=30) as response:
         return json.loads(response.read())
 
 
 def test_regional_template_queued_from_the_browser_makes_an_image(frontend, comfy_server):
+    """The browser turns the template into a prompt; the test bed's tiny models and pictures are swapped
+    in (the template names the public ones) and the browser queues it."""
+    from tiny_models.template_swap import for_test_bed
     frontend.load_workflow(json.loads(REGIONAL.read_text()), REGIONAL.name)
+    prompt = for_test_bed(frontend.evaluate("async () => (await window.app.graphToPrompt()).output"))
     seen = set(history(comfy_server.url))
-    frontend.evaluate("async () => { await window.app.queuePrompt(0, 1); }")
+    status = frontend.evaluate("""async (prompt) => (await fetch('/prompt', {method: 'POST',
+        headers: {'Content-Type': 'application/json'}, body: JSON.stringify({prompt})})).status""", prompt)
+    assert status == 200
     deadline = time.time() + 600
     entry = None
     while time.time() < deadline:

@@ -5,6 +5,7 @@ import copy
 import json
 
 from tests.harness.paths import WORKFLOWS_API_DIR
+from tiny_models.template_swap import for_test_bed
 
 PATH = WORKFLOWS_API_DIR / "all_in_one.json"
 KSAMPLER = "22"
@@ -16,7 +17,8 @@ PATCH_CHAIN = ("10", "15", "17", "18")
 
 
 def load() -> dict:
-    return json.loads(PATH.read_text())
+    """The shipped graph on the test bed's tiny models and pictures (256 px)."""
+    return for_test_bed(json.loads(PATH.read_text()))
 
 
 def links_of(node: dict) -> dict:

@@ -6,13 +6,14 @@ import uuid
 import pytest
 
 from tests.harness import WORKFLOWS_API_DIR
+from tiny_models.template_swap import for_test_bed
 
 STYLE_FROM_IMAGE = WORKFLOWS_API_DIR / "style_from_image.json"
 
 
 def small_graph(width: int, seed: int = 0) -> dict:
     """The shipped style_from_image graph, made cheap: 2 steps, no refinement, one prompt."""
-    graph = json.loads(STYLE_FROM_IMAGE.read_text())
+    graph = for_test_bed(json.loads(STYLE_FROM_IMAGE.read_text()))
     graph["5"]["inputs"].update(steps=2, refine_iterations=0)
     graph["7"]["inputs"]["prompts"] = "a lighthouse"
     graph["9"]["inputs"].update(width=width, height=256)

@@ -42,12 +42,27 @@ def test_every_declared_node_is_listed(comfy_server):
                          ids=lambda p: p.stem if p else "none")
 def test_shipped_api_workflow_runs(comfy_server, workflow, tmp_path):
     from run_workflow import load_workflow, run_prompt
+    from tiny_models.template_swap import for_test_bed
     logs = []
-    entry, saved = run_prompt(comfy_server.url, load_workflow(workflow), out_dir=tmp_path, timeout=600, log=logs.append)
+    entry, saved = run_prompt(comfy_server.url, for_test_bed(load_workflow(workflow)), out_dir=tmp_path, timeout=600, log=logs.append)
     assert entry["status"]["status_str"] == "success", entry["status"]
     assert saved, f"{workflow.name} produced no output image; outputs: {json.dumps(entry.get('outputs'))[:500]}"
     for p in saved:
         assert p.stat().st_size > 100 and p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", p
+
+
+@pytest.mark.slow
+def test_an_sdxl_template_runs_on_the_tiny_sdxl(comfy_server, tmp_path):
+    """The other shipped workflows run with SD1.5 stand-ins for speed; this one keeps SDXL (reference
+    inversion, StyleAligned with the reference row, a batch of prompts) at 128 px."""
+    from run_workflow import load_workflow, run_prompt
+    from tiny_models.template_swap import for_test_bed
+    from tests.harness import SDXL, WORKFLOWS_API_DIR
+    graph = for_test_bed(load_workflow(WORKFLOWS_API_DIR / "style_from_image.json"), size=128, fast=False)
+    assert graph["1"]["inputs"]["ckpt_name"] == SDXL
+    entry, saved = run_prompt(comfy_server.url, graph, out_dir=tmp_path, timeout=900, log=lambda m: None)
+    assert entry["status"]["status_str"] == "success", entry["status"]
+    assert len(saved) == 2 and all(p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in saved)
 
 
 def post_prompt(url, prompt):

@@ -1,0 +1,118 @@
+#!/usr/bin/env python3
+"""Write the shipped UI templates workflows/<name>.json from their API twins workflows/api/<name>.json:
+nodes laid out in titled groups (columns, no overlaps), a MarkdownNote saying what the workflow does,
+what to change first and which settings must match, and every model file a loader names declared the
+way ComfyUI's own templates do (node ``properties.models`` = [{name, url, directory}]), so the
+frontend's missing-models dialog offers the download.
+
+    .venv/bin/python scripts/build_templates.py [NAME ...]     # then: scripts/make_thumbnails.py
+
+The notes and layouts live in scripts/template_specs.py.
+"""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from template_specs import MODELS, SPECS  # noqa: E402
+
+WORKFLOWS = HERE.parent / "workflows"
+TITLE_H = 30  # LiteGraph.NODE_TITLE_HEIGHT: the title bar sits above pos[1]
+GROUP_TITLE_H = 40  # a group's title band (font 22 px and padding)
+GAP = 30  # between nodes, groups and columns
+PAD = 12  # group border around its nodes
+NOTE_COLOR, NOTE_BG = "#432", "#653"
+
+
+def widget_height(kind: str, opts: dict) -> int:
+    if kind == "STRING" and opts.get("multiline"):
+        return 96
+    return 26
+
+
+def node_height(node_class, class_type: str) -> int:
+    """A generous estimate of LiteGraph's computeSize height (slots, then widgets)."""
+    from api_to_ui_workflow import input_defs, is_widget
+    fixed = {"LoadImage": 340, "AtelierBoxRegions": 800}  # the region editor at aspect 1
+    if class_type in fixed:
+        return fixed[class_type]
+    defs = input_defs(node_class)
+    sockets = sum(1 for _, kind, opts in defs if not is_widget(kind, opts))
+    slots = max(sockets, len(node_class.RETURN_TYPES))
+    widgets = sum(widget_height(kind, opts) for _, kind, opts in defs if is_widget(kind, opts))
+    return 20 * slots + widgets + 36  # computeSize + a margin: the frontend may round a node up
+
+
+def layout(name: str, api: dict) -> tuple[dict, list, dict]:
+    """{node_id: [x, y, w, h]}, groups, the note's [x, y, w, h]."""
+    import nodes
+    spec = SPECS[name]
+    positions, groups = {}, []
+    x = 0
+    note_box = None
+    for column_index, column in enumerate(spec["columns"]):
+        width = column.get("width", 340)
+        y = 0
+        if column_index == 0:
+            note_h = spec.get("note_height", 420)
+            note_box = [x, y + TITLE_H, width, note_h]
+            y += TITLE_H + note_h + GAP
+        for title, ids in column["groups"]:
+            top = y
+            y += GROUP_TITLE_H + PAD
+            for node_id in ids:
+                cls = nodes.NODE_CLASS_MAPPINGS[api[node_id]["class_type"]]
+                h = spec.get("heights", {}).get(node_id) or node_height(cls, api[node_id]["class_type"])
+                positions[node_id] = [x + PAD, y + TITLE_H, width - 2 * PAD, h]
+                y += TITLE_H + h + GAP
+            y += PAD - GAP
+            groups.append({"title": title, "bounding": [x, top, width, y - top], "color": "#3f789e",
+                           "font_size": 22, "flags": {}})
+            y += GAP
+        x += width + GAP
+    return positions, groups, note_box
+
+
+def declare_models(ui: dict):
+    for node in ui["nodes"]:
+        named = [v for v in node.get("widgets_values", []) if isinstance(v, str) and v in MODELS]
+        if named:
+            node["properties"]["models"] = [{"name": v, **MODELS[v]} for v in named]
+
+
+def build(name: str) -> dict:
+    from api_to_ui_workflow import convert
+    api = json.loads((WORKFLOWS / "api" / f"{name}.json").read_text())
+    positions, groups, note_box = layout(name, api)
+    missing = sorted(set(api) - set(positions), key=int)
+    if missing:
+        raise SystemExit(f"{name}: nodes {missing} are in no group of template_specs.SPECS")
+    ui = convert(api, {**positions, "groups": groups})
+    declare_models(ui)
+    note_id = ui["last_node_id"] + 1
+    x, y, w, h = note_box
+    ui["nodes"].append({"id": note_id, "type": "MarkdownNote", "title": "Read me first", "pos": [x, y],
+                        "size": [w, h], "flags": {}, "order": len(ui["nodes"]), "mode": 0, "inputs": [],
+                        "outputs": [], "properties": {}, "widgets_values": [SPECS[name]["note"].strip() + "\n"],
+                        "color": NOTE_COLOR, "bgcolor": NOTE_BG})
+    ui["last_node_id"] = note_id
+    ui["extra"] = {"ds": {"scale": 0.65, "offset": [40, 60]}}
+    return ui
+
+
+def main(argv=None) -> int:
+    names = (argv if argv is not None else sys.argv[1:]) or sorted(SPECS)
+    sys.path.insert(0, str(HERE.parent))
+    from tests.harness.inprocess import get_harness
+    get_harness().load_nodes()
+    for name in names:
+        (WORKFLOWS / f"{name}.json").write_text(json.dumps(build(name), indent=1) + "\n")
+        print(f"wrote workflows/{name}.json")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,222 @@
+"""What scripts/build_templates.py writes into each UI template: the public model files (how a user
+gets them), the groups each node sits in (one list of groups per column, left to right) and the note."""
+from __future__ import annotations
+
+HF = "https://huggingface.co/"
+MODELS = {  # file name as the loader shows it -> where ComfyUI's missing-models dialog downloads it
+    "v1-5-pruned-emaonly-fp16.safetensors": {
+        "url": HF + "Comfy-Org/stable-diffusion-v1-5-archive/resolve/main/v1-5-pruned-emaonly-fp16.safetensors",
+        "directory": "checkpoints"},
+    "sd_xl_base_1.0.safetensors": {
+        "url": HF + "stabilityai/stable-diffusion-xl-base-1.0/resolve/main/sd_xl_base_1.0.safetensors",
+        "directory": "checkpoints"},
+    "lcm-lora-sdv1-5.safetensors": {
+        "url": HF + "latent-consistency/lcm-lora-sdv1-5/resolve/main/pytorch_lora_weights.safetensors",
+        "directory": "loras"},
+    "clip_vision_h.safetensors": {
+        "url": HF + "Comfy-Org/Wan_2.1_ComfyUI_repackaged/resolve/main/split_files/clip_vision/clip_vision_h.safetensors",
+        "directory": "clip_vision"},
+    "ip-adapter_sd15.safetensors": {
+        "url": HF + "h94/IP-Adapter/resolve/main/models/ip-adapter_sd15.safetensors", "directory": "ipadapter"},
+    "ip-adapter_sdxl_vit-h.safetensors": {
+        "url": HF + "h94/IP-Adapter/resolve/main/sdxl_models/ip-adapter_sdxl_vit-h.safetensors",
+        "directory": "ipadapter"},
+    "control_v11f1e_sd15_tile_fp16.safetensors": {
+        "url": HF + "comfyanonymous/ControlNet-v1-1_fp16_safetensors/resolve/main/control_v11f1e_sd15_tile_fp16.safetensors",
+        "directory": "controlnet"},
+}
+
+SDXL_MODEL = "- `sd_xl_base_1.0.safetensors` in `models/checkpoints`"
+SD15_MODEL = "- `v1-5-pruned-emaonly-fp16.safetensors` in `models/checkpoints`"
+MISSING = "ComfyUI offers the download of a missing file when the workflow opens."
+
+SPECS = {
+    "aesthetic_mix": {
+        "note": f"""
+## Aesthetic mix (SDXL)
+One prompt is split into **content** (what is in the picture) and **aesthetic** words (light, colour,
+medium). The content is the prompt; the aesthetic words are mixed into the attention *values* only, so
+they change the look without moving objects.
+
+**Change first:** the prompt in *One prompt -> content + aesthetic*; `strength` of the mix (0.3-0.8).
+
+**Models** ({MISSING})
+{SDXL_MODEL}
+
+For SD1.5 load `v1-5-pruned-emaonly-fp16.safetensors` and set the latent to 512x512.
+""",
+        "columns": [
+            {"groups": [("Model", ["1"])]},
+            {"width": 380, "groups": [("Prompt (change first)", ["2", "3", "4"])]},
+            {"groups": [("Atelier: aesthetic mix", ["5"]), ("Image size", ["6"])]},
+            {"groups": [("Sample and save", ["7", "8", "9"])]},
+        ],
+    },
+    "style_aligned_set": {
+        "note": f"""
+## StyleAligned set (SDXL)
+One image per line of *Batch Prompts*, all in one style: every image shares attention with the first
+one (row 0 is the style reference) and its queries/keys are AdaIN-normalised to it.
+
+**Change first:** the prompts (one per line) and the `style` words appended to every line.
+
+**Must match:** nothing; the batch size follows the number of lines.
+
+**Models** ({MISSING})
+{SDXL_MODEL}
+""",
+        "columns": [
+            {"groups": [("Model", ["1"])]},
+            {"width": 380, "groups": [("Prompts (change first)", ["3", "4"]), ("Image size", ["5"])]},
+            {"groups": [("Atelier: StyleAligned", ["2"])]},
+            {"groups": [("Sample and save", ["6", "7", "8"])]},
+        ],
+    },
+    "style_from_image": {
+        "note": f"""
+## Style from your image (SDXL)
+Your picture is DDIM-inverted once; StyleAligned then shares attention with its trajectory, so every
+prompt of *Batch Prompts* comes out in that picture's style. The inversion is cached: change prompts or
+seed and only the sampler runs again.
+
+**Change first:** load your picture in *Load your style reference*; describe it in *What the
+reference shows*; write the prompts (one image per line).
+
+**Must match:** *Empty Latent* width/height = *Scale reference* width/height (another size is refused);
+the same checkpoint for inversion and sampling.
+
+**Models** ({MISSING})
+{SDXL_MODEL}
+""",
+        "columns": [
+            {"groups": [("Model", ["1"])]},
+            {"width": 380, "groups": [("Your reference (change first)", ["2", "13", "3", "4"])]},
+            {"width": 380, "groups": [("Atelier: invert, then share its style", ["5", "6"])]},
+            {"width": 380, "groups": [("Prompts and size", ["7", "8", "9"])]},
+            {"groups": [("Sample and save", ["10", "11", "12"])]},
+        ],
+    },
+    "regional_layout": {
+        "note": f"""
+## Regional layout (SDXL)
+Boxes put each local prompt in its place: draw them in the *Regions* editor (drag on empty space to
+add a box, drag a box to move it, its corner to resize, Delete removes the selected box). Each box has
+a weight that can change over the steps (curve plot under the fields). *Region: cloud* shows the same
+thing as a single node with a step curve, chained into the editor's regions.
+
+**Change first:** the full prompt, the boxes and their prompts.
+
+**Must match:** the editor's aspect (`width`/`height` in its JSON) = the latent's aspect; the button
+*Use latent size* copies it from a connected latent.
+
+**Models** ({MISSING})
+{SDXL_MODEL}
+""",
+        "columns": [
+            {"groups": [("Model", ["1"])]},
+            {"width": 380, "groups": [("Prompts (change first)", ["2", "3", "4"]), ("Image size", ["8"])]},
+            {"width": 420, "groups": [("Atelier: regions", ["5", "6", "7"])]},
+            {"groups": [("Sample and save", ["9", "10", "11"])]},
+        ],
+    },
+    "invert_and_reconstruct": {
+        "note": f"""
+## DDIM inversion and reconstruction (SD1.5)
+Your picture is inverted to its starting noise x_T, then sampled back with noise off: the picture
+comes back. Use it to check an inversion before editing with it.
+
+**Change first:** load your picture in *Load your image*; describe it in *What the image shows*.
+
+**Must match** between *Invert* and *Regenerate*: `steps`, `scheduler` and `cfg`; Regenerate keeps
+`add_noise` disabled and sampler `ddim`.
+
+**Models** ({MISSING})
+{SD15_MODEL}
+""",
+        "columns": [
+            {"groups": [("Model", ["1"])]},
+            {"width": 380, "groups": [("Your image (change first)", ["2", "10", "3", "4", "5"])]},
+            {"width": 380, "groups": [("Atelier: invert, then regenerate", ["6", "7"])]},
+            {"groups": [("Decode and save", ["8", "9"])]},
+        ],
+    },
+    "artistic_synthesis": {
+        "note": f"""
+## Artistic synthesis (SDXL, CreativeSynth)
+The content of one image painted in the style of an artwork: the artwork is inverted and shared as the
+attention reference (StyleAligned + ArtBN); the content image enters as an image prompt (IP-Adapter).
+
+**Change first:** load your artwork and your content image; describe the artwork; write the prompt.
+
+**Must match:** *Empty Latent* size = *Scale artwork* size; IP-Adapter and CLIP vision from the same
+family (SDXL ViT-H adapter with the ViT-H encoder).
+
+**Models** ({MISSING})
+{SDXL_MODEL}
+- `ip-adapter_sdxl_vit-h.safetensors` in `models/ipadapter`
+- `clip_vision_h.safetensors` in `models/clip_vision`
+""",
+        "note_height": 470,
+        "columns": [
+            {"groups": [("Model", ["1"])]},
+            {"width": 380, "groups": [("Your artwork (change first)", ["2", "19", "3", "4"])]},
+            {"width": 380, "groups": [("Your content image (change first)", ["9", "8", "10", "11"])]},
+            {"groups": [("Atelier: invert, ArtBN, StyleAligned, image prompt", ["5", "6", "7", "12"])]},
+            {"width": 380, "groups": [("Prompt and size", ["13", "14", "15"])]},
+            {"groups": [("Sample and save", ["16", "17", "18"])]},
+        ],
+    },
+    "artistic_editing": {
+        "note": f"""
+## Artistic editing (SDXL, CreativeSynth)
+An artwork edited by text: it is inverted to x_T, then regenerated from x_T with the edit prompt while
+sharing attention with its own trajectory (StyleAligned) and ArtBN keeps its colour statistics.
+
+**Change first:** load your artwork; describe it (source prompt); write the edit prompt.
+
+**Must match** between *Invert* and *Regenerate*: `steps` and `scheduler`; Regenerate keeps
+`add_noise` disabled and sampler `ddim`. Raise Regenerate's cfg for a stronger edit.
+
+**Models** ({MISSING})
+{SDXL_MODEL}
+""",
+        "columns": [
+            {"groups": [("Model", ["1"])]},
+            {"width": 380, "groups": [("Your artwork (change first)", ["2", "13", "3", "4"])]},
+            {"groups": [("Atelier: invert, ArtBN, StyleAligned", ["5", "6", "7"])]},
+            {"width": 380, "groups": [("Edit prompt (change first)", ["8", "9"])]},
+            {"groups": [("Regenerate and save", ["10", "11", "12"])]},
+        ],
+    },
+    "all_in_one": {
+        "note": f"""
+## Everything in one graph (SD1.5)
+A LoRA, a ControlNet, StyleAligned from your reference picture, an image prompt, regional prompts and
+the aesthetic mix all act in one KSampler run.
+
+**Change first:** load your style reference and your content image; the prompt; the boxes.
+
+**Must match:** *Invert reference* steps = KSampler steps; *Empty Latent* = *Scale reference* size.
+The LCM-LoRA wants sampler `lcm`, 8 steps, cfg 1-2; with another LoRA use euler, 25 steps, cfg 6 (and
+25 inversion steps).
+
+**Models** ({MISSING})
+{SD15_MODEL}
+- `lcm-lora-sdv1-5.safetensors` in `models/loras` (the LCM-LoRA's `pytorch_lora_weights.safetensors`,
+  renamed)
+- `control_v11f1e_sd15_tile_fp16.safetensors` in `models/controlnet`
+- `ip-adapter_sd15.safetensors` in `models/ipadapter`
+- `clip_vision_h.safetensors` in `models/clip_vision`
+""",
+        "note_height": 560,
+        "columns": [
+            {"groups": [("Model and LoRA", ["1", "2"])]},
+            {"width": 380, "groups": [("Prompt (change first)", ["3", "4", "5"])]},
+            {"width": 380, "groups": [("Your style reference (change first)", ["6", "25", "7", "8", "9"])]},
+            {"width": 380, "groups": [("Your content image (change first)", ["12", "11", "13", "14", "19"])]},
+            {"width": 420, "groups": [("Atelier: style, image prompt, regions", ["10", "15", "16"])]},
+            {"groups": [("Atelier: regions and aesthetic", ["17", "18"]), ("ControlNet", ["20"])]},
+            {"groups": [("Sample and save", ["21", "22", "23", "24"])]},
+        ],
+    },
+}

@@ -1,0 +1,78 @@
+"""The shipped workflows name the public files a user downloads (SD1.5, SDXL, IP-Adapter, CLIP vision,
+ControlNet, LoRA) and the pictures a user loads; the tests and `make demo` run them on the tiny
+stand-ins in the test bed instead. :func:`for_test_bed` is that one rewrite, in API format:
+
+- every model file a loader names -> the tiny model of the same kind and family; with ``fast`` (the
+  default) the SDXL files -> their SD1.5 stand-ins instead (the tiny SDXL samples at ~20 s a step on a
+  shared 2-core CPU; node-level SDXL coverage lives in tests/comfy, and one slow e2e test runs an SDXL
+  template on the tiny SDXL);
+- every image a LoadImage names -> the test bed's reference or content picture;
+- every latent / image size -> ``size`` px (the tiny models' scale), every ``steps`` -> about a fifth
+  (one map for all nodes, so steps that must match between inversion and regeneration still match).
+
+A name the map does not know raises ``KeyError``: a new template must add its files here.
+"""
+from __future__ import annotations
+
+import copy
+import math
+
+from . import SD15, SD15_LORA, SDXL
+from .clip_vision import CLIP_VISION
+from .content_image import CONTENT_IMAGE
+from .controlnet import SD15_CONTROLNET
+from .ip_adapter import SD15_BASE as IP_ADAPTER_SD15, SDXL_BASE as IP_ADAPTER_SDXL
+from .reference_image import REFERENCE_IMAGE
+
+TINY_MODELS = {
+    "v1-5-pruned-emaonly-fp16.safetensors": SD15,
+    "sd_xl_base_1.0.safetensors": SDXL,
+    "lcm-lora-sdv1-5.safetensors": SD15_LORA,
+    "clip_vision_h.safetensors": CLIP_VISION,
+    "ip-adapter_sd15.safetensors": IP_ADAPTER_SD15,
+    "ip-adapter_sdxl_vit-h.safetensors": IP_ADAPTER_SDXL,
+    "control_v11f1e_sd15_tile_fp16.safetensors": SD15_CONTROLNET,
+}
+SDXL_TO_SD15 = {SDXL: SD15, IP_ADAPTER_SDXL: IP_ADAPTER_SD15}
+TEST_IMAGES = {
+    "style_reference.png": REFERENCE_IMAGE,
+    "content_image.png": CONTENT_IMAGE,
+}
+MODEL_INPUTS = ("ckpt_name", "lora_name", "clip_name", "control_net_name", "ipadapter_name")
+SIZED_NODES = ("EmptyLatentImage", "ImageScale")
+TEST_SIZE = 256
+
+
+def bed_steps(steps: int) -> int:
+    """The step count the test bed samples instead of ``steps`` (monotonic: equal stays equal)."""
+    return max(2, math.ceil(int(steps) / 5))
+
+
+def for_test_bed(prompt: dict, size: int = TEST_SIZE, fast: bool = True) -> dict:
+    """A copy of an API-format ``prompt`` that runs on the test bed's tiny models and pictures."""
+    models = {k: SDXL_TO_SD15.get(v, v) for k, v in TINY_MODELS.items()} if fast else TINY_MODELS
+    out = copy.deepcopy(prompt)
+    for node_id, node in out.items():
+        inputs = node.get("inputs", {})
+        for name in MODEL_INPUTS:
+            if isinstance(inputs.get(name), str):
+                inputs[name] = _mapped(models, inputs[name], node_id, name)
+        if node.get("class_type") == "LoadImage":
+            inputs["image"] = _mapped(TEST_IMAGES, inputs["image"], node_id, "image")
+        if node.get("class_type") in SIZED_NODES:
+            for name in ("width", "height"):
+                if isinstance(inputs.get(name), int):
+                    inputs[name] = size
+        if isinstance(inputs.get("steps"), int):
+            inputs["steps"] = bed_steps(inputs["steps"])
+    return out
+
+
+def _mapped(table: dict, value: str, node_id: str, name: str) -> str:
+    if value in table.values():
+        return value  # already a test-bed file
+    if value not in table:
+        raise KeyError(f"node {node_id} input {name!r}: {value!r} has no test-bed stand-in "
+                       f"(add it to scripts/tiny_models/template_swap.py)")
+    return table[value]
+

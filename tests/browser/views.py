@@ -1,0 +1,126 @@
+"""Helpers for browser tests: where nodes and DOM widgets are on screen (classic canvas and Nodes 2.0),
+showing a node or the whole graph, Nodes 2.0 on/off, and screenshots under .cache/screenshots/."""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from tests.harness import REPO_ROOT
+
+SCREENSHOTS = REPO_ROOT / ".cache" / "screenshots"  # .cache/ is git-ignored
+VUE_NODES = "Comfy.VueNodes.Enabled"
+
+# The node's rectangle on the page (title bar included): the Vue component's element in Nodes 2.0,
+# else the LiteGraph node converted from graph to page coordinates.
+NODE_RECT = """(id) => {
+    const el = Array.from(document.querySelectorAll(`[data-node-id="${id}"]`))
+        .find(e => !e.closest('.atelier-regions-editor'));  // the Vue node, not our own marked elements
+    if (el && el.getBoundingClientRect().width > 0) {
+        const r = el.getBoundingClientRect();
+        return {x: r.left, y: r.top, right: r.right, bottom: r.bottom, vue: true};
+    }
+    const c = window.app.canvas, n = window.app.graph.getNodeById(id), box = c.canvas.getBoundingClientRect();
+    const title = window.LiteGraph.NODE_TITLE_HEIGHT;
+    const [x0, y0] = c.ds.convertOffsetToCanvas([n.pos[0], n.pos[1] - title]);
+    const [x1, y1] = c.ds.convertOffsetToCanvas([n.pos[0] + n.size[0], n.pos[1] + n.size[1]]);
+    const k = box.width / c.canvas.width;  // canvas pixels -> CSS pixels
+    return {x: box.left + x0 * k, y: box.top + y0 * k, right: box.left + x1 * k, bottom: box.top + y1 * k, vue: false};
+}"""
+
+FIT_ALL = """() => {
+    const c = window.app.canvas, nodes = window.app.graph.nodes, groups = window.app.graph.groups ?? window.app.graph._groups ?? [];
+    let x0 = Infinity, y0 = Infinity, x1 = -Infinity, y1 = -Infinity;
+    for (const n of nodes) {
+        x0 = Math.min(x0, n.pos[0]); y0 = Math.min(y0, n.pos[1] - 40);
+        x1 = Math.max(x1, n.pos[0] + n.size[0]); y1 = Math.max(y1, n.pos[1] + n.size[1]);
+    }
+    for (const g of groups) {
+        const [gx, gy, gw, gh] = g._bounding ?? g.bounding ?? [g.pos[0], g.pos[1], g.size[0], g.size[1]];
+        x0 = Math.min(x0, gx); y0 = Math.min(y0, gy); x1 = Math.max(x1, gx + gw); y1 = Math.max(y1, gy + gh);
+    }
+    const box = c.canvas.getBoundingClientRect();
+    const [left, top] = [90, 150];  // the side bar and the menu/tab bars lie over the canvas
+    const scale = Math.min((box.width - left - 20) / (x1 - x0), (box.height - top - 20) / (y1 - y0), 1);
+    c.ds.scale = scale;
+    c.ds.offset = [-x0 + left / scale, -y0 + top / scale];
+    c.setDirty(true, true);
+}"""
+
+
+def frontend_version(frontend) -> str:
+    return frontend.evaluate("window.__COMFYUI_FRONTEND_VERSION__ ?? 'unknown'")
+
+
+def vue_nodes_supported(frontend) -> bool:
+    return bool(frontend.evaluate(
+        "(id) => !!(window.app.ui?.settings?.settingsLookup?.[id] ?? window.app.extensionManager?.setting?.get?.(id) !== undefined)",
+        VUE_NODES))
+
+
+def set_vue_nodes(frontend, enabled: bool):
+    frontend.evaluate("async ([id, on]) => { await window.app.extensionManager.setting.set(id, on); }",
+                      [VUE_NODES, enabled])
+    time.sleep(1.0)
+
+
+def close_dialogs(frontend):
+    """Close what opened with a workflow (the missing-models dialog) so the canvas gets the mouse."""
+    for _ in range(3):
+        if not frontend.evaluate("document.querySelectorAll('.p-dialog-mask, .p-dialog').length"):
+            return
+        frontend.page.keyboard.press("Escape")
+        time.sleep(0.4)
+
+
+def node_rect(frontend, node_id: int) -> dict:
+    return frontend.evaluate(NODE_RECT, node_id)
+
+
+def show_node(frontend, node_id: int):
+    frontend.evaluate("""(id) => { const c = window.app.canvas; const n = window.app.graph.getNodeById(id);
+        c.ds.scale = 1; c.ds.offset = [-n.pos[0] + 60, -n.pos[1] + 80]; c.setDirty(true, true); }""", node_id)
+    time.sleep(0.8)  # DOM widgets are placed on the next frames
+
+
+def fit_node(frontend, node_id: int):
+    """Zoom out until the whole node (as the frontend now lays it out) fits the viewport, for a screenshot."""
+    rect = node_rect(frontend, node_id)
+    height = frontend.evaluate("window.innerHeight")
+    scale = min(1.0, (height - 160) / max(1.0, rect["bottom"] - rect["y"]))
+    frontend.evaluate("""([id, scale]) => { const c = window.app.canvas; const n = window.app.graph.getNodeById(id);
+        c.ds.scale = scale; c.ds.offset = [-n.pos[0] + 300 / scale, -n.pos[1] + 110 / scale]; c.setDirty(true, true); }""",
+                      [node_id, scale])
+    time.sleep(1.0)
+    return node_rect(frontend, node_id)
+
+
+def fit_all(frontend):
+    frontend.evaluate(FIT_ALL)
+    time.sleep(1.0)
+
+
+def screenshot_whole_graph(frontend, name: str, mode: str) -> Path:
+    """A big viewport, so that the whole graph fits at a zoom where LiteGraph still draws text."""
+    size = frontend.page.viewport_size
+    frontend.page.set_viewport_size({"width": 3000, "height": 1700})
+    time.sleep(0.5)
+    try:
+        fit_all(frontend)
+        return screenshot(frontend, name, mode)
+    finally:
+        frontend.page.set_viewport_size(size)
+        time.sleep(0.5)
+
+
+def screenshot(frontend, name: str, mode: str, clip: dict | None = None) -> Path:
+    folder = SCREENSHOTS / frontend_version(frontend) / mode
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{name}.png"
+    frontend.page.screenshot(path=str(path), clip=clip)
+    return path
+
+
+def within(inner: dict, outer: dict, tolerance: float = 1.0) -> bool:
+    return (inner["x"] >= outer["x"] - tolerance and inner["y"] >= outer["y"] - tolerance
+            and inner["x"] + inner["width"] <= outer["right"] + tolerance
+            and inner["y"] + inner["height"] <= outer["bottom"] + tolerance)

@@ -1,0 +1,72 @@
+// What the region editor reads from the rest of the graph: regions chained into its `regions` input
+// (AtelierRegion nodes and other AtelierBoxRegions, shown read-only) and the size of the latent its
+// regions are sampled with (found downstream: the sampler's latent_image source).
+import { parseState } from "./atelier_regions_plot.js";
+
+const MAX_DEPTH = 32;
+
+function link(graph, id) {
+  if (id == null) return null;
+  return graph.links?.get?.(id) ?? graph.links?.[id] ?? graph.getLink?.(id) ?? null;
+}
+
+function widget(node, name) {
+  return node?.widgets?.find((w) => w.name === name)?.value;
+}
+
+function source(graph, node, inputName) {
+  const input = node?.inputs?.find((i) => i.name === inputName);
+  const l = link(graph, input?.link);
+  return l ? graph.getNodeById(l.origin_id) : null;
+}
+
+function promptOf(graph, node) {
+  const text = widget(source(graph, node, "conditioning"), "text");
+  return typeof text === "string" && text.trim() ? text.trim() : `region ${node.id}`;
+}
+
+// [{x, y, w, h, label}] of every region chained in, earliest first.
+export function chainedRegions(graph, node) {
+  const out = [];
+  let current = source(graph, node, "regions");
+  for (let depth = 0; current && depth < MAX_DEPTH; depth++) {
+    if (current.type === "AtelierRegion") {
+      const mask = source(graph, current, "mask");
+      out.unshift({ x: Number(widget(current, "x")) || 0, y: Number(widget(current, "y")) || 0,
+        w: Number(widget(current, "width")) || 0, h: Number(widget(current, "height")) || 0,
+        label: mask ? `${promptOf(graph, current)} [mask]` : promptOf(graph, current) });
+    } else if (current.type === "AtelierBoxRegions") {
+      const boxes = parseState(widget(current, "regions_json")).boxes;
+      out.unshift(...boxes.map((b) => ({ x: +b.x || 0, y: +b.y || 0, w: +b.w || 0, h: +b.h || 0, label: String(b.prompt ?? "") })));
+    } else {
+      break;
+    }
+    current = source(graph, current, "regions");
+  }
+  return out;
+}
+
+// {width, height} of the latent the sampler fed (through any chain) by this node uses, or null.
+export function latentSize(graph, node) {
+  const seen = new Set();
+  let frontier = [node];
+  for (let depth = 0; frontier.length && depth < MAX_DEPTH; depth++) {
+    const next = [];
+    for (const n of frontier) {
+      if (seen.has(n.id)) continue;
+      seen.add(n.id);
+      const latent = n !== node ? source(graph, n, "latent_image") : null;
+      const width = Number(widget(latent, "width")), height = Number(widget(latent, "height"));
+      if (width > 0 && height > 0) return { width, height };
+      for (const output of n.outputs ?? []) {
+        for (const id of output.links ?? []) {
+          const l = link(graph, id);
+          const target = l && graph.getNodeById(l.target_id);
+          if (target) next.push(target);
+        }
+      }
+    }
+    frontier = next;
+  }
+  return null;
+}
