@@ -15,6 +15,7 @@ import functools
 import logging
 import weakref
 
+from . import dit_layout
 from .controls import AttentionCall, RunInfo
 from .errors import AtelierError
 from .prompt_count import outer_sample_wrapper
@@ -32,6 +33,7 @@ log = logging.getLogger("attention_atelier")
 PACK_KEY = "attention_atelier"
 RUN_KEY = "attention_atelier.run"
 SUPPORTED = "UNet models: SD1.x, SD2.x and SDXL"
+SUPPORTED_DIT = "Flux.1 and SD3.x (StyleAligned, regional attention, aesthetic mixing, inversion)"
 
 # transformer_options of the model evaluation in progress (read by GroupNorm sharing, whose
 # ResBlocks receive no transformer_options). Set and reset around each evaluation.
@@ -67,13 +69,36 @@ def require_unet(model, node: str, input_name: str = "model"):
     return diffusion_model
 
 
+def require_supported(model, node: str, controls=(), input_name: str = "model"):
+    """The diffusion model, when it is a UNet or a DiT on which every one of ``controls`` works."""
+    diffusion_model = model.get_model_object("diffusion_model")
+    if UNetModel is not None and isinstance(diffusion_model, UNetModel):
+        return diffusion_model
+    dit = dit_layout.family(diffusion_model)
+    if dit is None:
+        config = getattr(getattr(model, "model", None), "model_config", None)
+        found = type(diffusion_model).__name__
+        if config is not None:
+            found = f"{type(config).__name__} model ({found})"
+        raise AtelierError(node, input_name, f"this is a {found}; the node supports {SUPPORTED} and "
+                           f"{SUPPORTED_DIT}.", "load an SD1.5, SDXL or Flux.1 model, or leave this node out.")
+    from .dit_attention import describe, unsupported_controls
+    missing = unsupported_controls(controls)
+    if missing:
+        names = ", ".join(sorted({describe(c) for c in missing}))
+        raise AtelierError(node, input_name, f"this is a {dit} model; {names} works on UNet models "
+                           f"({SUPPORTED}) only so far.",
+                           "turn that option off for this model, or use an SD1.5 or SDXL checkpoint.")
+    return diffusion_model
+
+
 def controls_of(model) -> tuple:
     return model.model_options.get("transformer_options", {}).get(PACK_KEY, ())
 
 
 def attach(model, *controls, node: str):
     """A clone of ``model`` with ``controls`` appended to its stack. The input model is unchanged."""
-    require_unet(model, node)
+    require_supported(model, node, controls)
     patched = model.clone()
     options = patched.model_options.setdefault("transformer_options", {})
     options[PACK_KEY] = tuple(options.get(PACK_KEY, ())) + tuple(controls)
@@ -92,18 +117,35 @@ def apply_model_wrapper(executor, x, t, c_concat, c_crossattn, control, transfor
     controls = transformer_options.get(PACK_KEY, ())
     if controls:
         base_model = executor.class_obj
-        keys = layer_keys(base_model.diffusion_model)
+        diffusion_model = base_model.diffusion_model
+        dit = dit_layout.family(diffusion_model)
+        keys = dit_layout.layer_keys(diffusion_model) if dit else layer_keys(diffusion_model)
         run = RunInfo(model_sampling=base_model.model_sampling, sigma=float(t.max()), layer_keys=keys,
                       sample_sigmas=transformer_options.get("sample_sigmas"),
-                      diffusion_model=base_model.diffusion_model)
+                      diffusion_model=diffusion_model)
         transformer_options[RUN_KEY] = run
         active = [c for c in controls if c.active_at(run)]
-        _install_dispatchers(transformer_options, active, keys, run)
+        if dit:
+            c_crossattn = _install_dit_override(transformer_options, active, keys, run, diffusion_model, x,
+                                                c_crossattn, kwargs)
+        else:
+            _install_dispatchers(transformer_options, active, keys, run)
     token = CURRENT_OPTIONS.set(transformer_options)
     try:
         return executor(x, t, c_concat, c_crossattn, control, transformer_options, **kwargs)
     finally:
         CURRENT_OPTIONS.reset(token)
+
+
+def _install_dit_override(transformer_options: dict, active: list, keys: tuple, run: RunInfo, diffusion_model,
+                          x, context, model_kwargs: dict):
+    """Install the DiT attention override; returns the context (with any appended text streams)."""
+    from .dit_attention import install_override, with_streams
+    context, tokens = with_streams(active, run, diffusion_model, x, context, model_kwargs)
+    chosen = [(c, _selected(c.layers, keys)) for c in active]
+    table = {key: here for key in keys if (here := tuple(c for c, selected in chosen if key in selected))}
+    install_override(transformer_options, table, run, tokens)
+    return context
 
 
 def _install_dispatchers(transformer_options: dict, active: list, keys: tuple, run: RunInfo):

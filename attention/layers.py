@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from .errors import AtelierError
 
-KINDS = ("input", "middle", "output")
+KINDS = ("input", "middle", "output", "double", "single", "joint")  # UNet; Flux; SD3 (MMDiT) blocks
 
 
 def parse_layer_spec(text: str, node: str, input_name: str = "layers") -> tuple:

@@ -15,6 +15,12 @@ of the current step: eps(x_{i+1} * sqrt((1 + s_i^2) / (1 + s_{i+1}^2)), s_i), i.
 input as at the step below (no model call at sigma 0 is needed). ``refine_iterations`` then iterates the
 implicit equation as a fixed point (ReNoise-style, Garibi et al. 2024): each iteration is one model call
 and, where (s_i - s_{i+1}) * Lip(eps) < 1, shrinks the error of the step geometrically.
+
+Flow-matching models (Flux.1, SD3.x: ComfyUI's CONST sampling) sample x = (1 - s) x0 + s eps with
+s in [0, 1], and the model sees x itself. ComfyUI's Euler step is the same line,
+x_{i+1} = x_i + (s_{i+1} - s_i) (x_i - D(x_i, s_i)) / s_i, so the same implicit equation inverts it;
+only the first guess differs: ``flow_matching=True`` starts from x_high = x_low, the model input of
+the step below.
 """
 from __future__ import annotations
 
@@ -32,16 +38,19 @@ def noise_estimate(denoise: Denoiser, x: torch.Tensor, sigma: torch.Tensor) -> t
 
 
 def inversion_step(denoise: Denoiser, x_low: torch.Tensor, sigma_low: torch.Tensor, sigma_high: torch.Tensor,
-                   refine_iterations: int = 0) -> torch.Tensor:
+                   refine_iterations: int = 0, flow_matching: bool = False) -> torch.Tensor:
     """x at sigma_high whose DDIM step down to sigma_low lands on x_low; 1 + refine_iterations model calls."""
-    x_high = x_low * ((1 + sigma_high ** 2) / (1 + sigma_low ** 2)) ** 0.5  # the model sees z_low again
+    if flow_matching:
+        x_high = x_low  # the model input is x itself: it sees the step below's input again
+    else:
+        x_high = x_low * ((1 + sigma_high ** 2) / (1 + sigma_low ** 2)) ** 0.5  # the model sees z_low again
     for _ in range(1 + refine_iterations):
         x_high = x_low + (sigma_high - sigma_low) * noise_estimate(denoise, x_high, sigma_high)
     return x_high
 
 
 def invert(denoise: Denoiser, x0: torch.Tensor, sigmas: torch.Tensor, refine_iterations: int = 0,
-           on_step: Optional[Callable[[int, torch.Tensor], None]] = None) -> list:
+           on_step: Optional[Callable[[int, torch.Tensor], None]] = None, flow_matching: bool = False) -> list:
     """Invert ``x0`` (at sigmas[-1] = 0) up the descending schedule ``sigmas``.
 
     Returns the trajectory in the schedule's order: ``states[i]`` is x at ``sigmas[i]``, so states[0]
@@ -52,7 +61,7 @@ def invert(denoise: Denoiser, x0: torch.Tensor, sigmas: torch.Tensor, refine_ite
     steps = len(sigmas) - 1
     for k in range(1, steps + 1):
         sigma_low, sigma_high = sigmas[steps - k + 1], sigmas[steps - k]
-        x = inversion_step(denoise, x, sigma_low, sigma_high, refine_iterations)
+        x = inversion_step(denoise, x, sigma_low, sigma_high, refine_iterations, flow_matching)
         states.append(x)
         if on_step is not None:
             on_step(k, x)

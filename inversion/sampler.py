@@ -46,13 +46,23 @@ class ConditionRecorder:
 
 
 def zero_conditioning(model) -> list:
-    """A CONDITIONING of zeros in the model's context shape (77 tokens; SDXL also a zero pooled output)."""
+    """A CONDITIONING of zeros in the model's context shape (77 tokens; SDXL also a zero pooled output;
+    Flux a zero pooled output of its vec_in_dim)."""
     base = model.model
-    context_dim = base.model_config.unet_config.get("context_dim") or 768
+    unet_config = base.model_config.unet_config
+    context_dim = unet_config.get("context_dim") or unet_config.get("context_in_dim") or 768
     extra = {}
     if getattr(base, "adm_channels", 0):
         extra["pooled_output"] = torch.zeros(1, 1280)
+    elif unet_config.get("vec_in_dim"):
+        extra["pooled_output"] = torch.zeros(1, unet_config["vec_in_dim"])
     return [[torch.zeros(1, 77, context_dim), extra]]
+
+
+def is_flow_matching(model) -> bool:
+    """True for models ComfyUI samples as x = (1 - s) x0 + s eps (CONST sampling: Flux, SD3)."""
+    import comfy.model_sampling
+    return isinstance(model.get_model_object("model_sampling"), comfy.model_sampling.CONST)
 
 
 def invert_latent(model, latent_image: torch.Tensor, positive, negative, cfg: float, sigmas: torch.Tensor,
@@ -62,6 +72,7 @@ def invert_latent(model, latent_image: torch.Tensor, positive, negative, cfg: fl
     Returns (x_T in latent units, Trajectory of model-space sampler variables).
     """
     recorder = ConditionRecorder()
+    flow_matching = is_flow_matching(model)
     patched = model.clone()
     patched.add_wrapper_with_key(patcher_extension.WrappersMP.APPLY_MODEL, RECORDER_KEY, recorder)
     guider = comfy.samplers.CFGGuider(patched)
@@ -85,12 +96,15 @@ def invert_latent(model, latent_image: torch.Tensor, positive, negative, cfg: fl
             if callback is not None:
                 callback({"x": x_, "i": k - 1, "sigma": ascending[k], "sigma_hat": ascending[k], "denoised": x_})
 
-        states.extend(ddim.invert(denoise, x, ascending.flip(0), refine_iterations, on_step))
+        states.extend(ddim.invert(denoise, x, ascending.flip(0), refine_iterations, on_step, flow_matching))
         return states[0]
 
     noise = torch.zeros_like(latent_image)
     x_T = guider.sample(noise, latent_image, comfy.samplers.KSAMPLER(inversion_sampler), sigmas.flip(0),
                         disable_pbar=True, seed=0)
+    if flow_matching:
+        # ComfyUI ends sampling with x / (1 - s_last), infinite at s = 1: take x_T from the trajectory
+        x_T = model.model.process_latent_out(states[0].detach())
     x_T = x_T.to(comfy.model_management.intermediate_device())
     trajectory = Trajectory(
         latents=torch.stack([s.detach().float().cpu() for s in states]),

@@ -33,7 +33,7 @@ def layers_input(default: str = "all") -> io.String.Input:
     return io.String.Input("layers", default=default, tooltip=LAYERS_TOOLTIP)
 
 
-def model_input(tooltip: str = "The diffusion model (SD1.5 or SDXL) to patch. It is cloned, never changed.") -> io.Model.Input:
+def model_input(tooltip: str = "The diffusion model (SD1.5, SDXL, Flux.1 or SD3.5) to patch. It is cloned, never changed.") -> io.Model.Input:
     return io.Model.Input("model", tooltip=tooltip)
 
 

@@ -1,30 +1,25 @@
 """AtelierInvert: DDIM inversion of a latent, with its whole trajectory and the sigmas that regenerate it."""
 from __future__ import annotations
 
-import comfy.model_sampling
 import comfy.sample
 import comfy.samplers
 from comfy_api.latest import io
 
 from .common import search_aliases
-from .input_guard import guarded
 
-from ..attention.dispatcher import require_unet
+from ..attention.dispatcher import require_supported
 from ..attention.errors import AtelierError
 from ..inversion.sampler import invert_latent, zero_conditioning
 from .common import CATEGORY
+from .input_guard import guarded
 
 NODE = "AtelierInvert"
 TrajectoryType = io.Custom("ATELIER_TRAJECTORY")  # inversion.trajectory.Trajectory
 
 
 def require_invertible(model):
-    require_unet(model, NODE)
-    sampling = model.get_model_object("model_sampling")
-    if isinstance(sampling, comfy.model_sampling.CONST):
-        raise AtelierError(NODE, "model", "this is a flow-matching model; DDIM inversion here supports "
-                           "eps- and v-prediction UNet models (SD1.x, SD2.x, SDXL).",
-                           "invert with an SD1.5 or SDXL checkpoint.")
+    """UNets (eps / v-prediction) and Flux.1 / SD3 (flow matching); other families are refused by name."""
+    require_supported(model, NODE)
 
 
 class AtelierInvert(io.ComfyNode):
@@ -39,11 +34,13 @@ class AtelierInvert(io.ComfyNode):
                 "Deterministic DDIM inversion: finds the noise x_T from which deterministic DDIM sampling "
                 "(KSamplerAdvanced with add_noise disabled, sampler ddim, the same steps and scheduler; or "
                 "SamplerCustom with the sigmas output) gives back the input latent. Works for eps- and "
-                "v-prediction models at any cfg; refine_iterations solves each step's implicit equation "
+                "v-prediction models and flow-matching Flux.1 / SD3.5 (x = (1 - s) x0 + s eps; there "
+                "x_T is the noise the sampler starts from at s = 1) at any cfg; refine_iterations solves "
+                "each step's implicit equation "
                 "by fixed-point iteration for a much smaller round-trip error. Also outputs every "
                 "per-step latent (the trajectory) for AtelierStyleAligned's reference input."),
             inputs=[
-                io.Model.Input("model", tooltip="The diffusion model (SD1.5, SD2 or SDXL; eps or v-prediction) "
+                io.Model.Input("model", tooltip="The diffusion model (SD1.5, SD2, SDXL; Flux.1, SD3.5) "
                                                 "the image will be regenerated with."),
                 io.Latent.Input("latent", tooltip="The latent to invert, e.g. from VAEEncode of the reference image."),
                 io.Conditioning.Input("positive", optional=True,

@@ -193,7 +193,8 @@ class AtelierRegionalAttention(io.ComfyNode):
                 "region's output moves from the full prompt's towards its local prompt's by the region's "
                 "weight at the current step, O = A(Q, full) + sum_i M_i c_i(p) (A(Q, local_i) - A(Q, full)). "
                 "The full prompt is the sampler's positive conditioning; the negative rows are untouched. "
-                "SD1.5 and SDXL; composes with StyleAligned, LoRA and other packs' attention patches."),
+                "SD1.5, SDXL, Flux.1 and SD3.5 (on these the local prompts run as extra text streams of the "
+                "joint attention); composes with StyleAligned, LoRA and other packs' attention patches."),
             inputs=[
                 model_input(),
                 Regions.Input("regions", tooltip=REGIONS_TOOLTIP),

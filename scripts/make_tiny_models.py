@@ -23,6 +23,9 @@ from tiny_models.fill import TINY_VERSION  # noqa: E402
 from tiny_models.ip_adapter import creative_synth_artifacts  # noqa: E402
 
 tiny_models.ARTIFACTS.update(creative_synth_artifacts())  # IP-Adapters + CLIP vision (issue 4)
+from tiny_models.dit import dit_artifacts  # noqa: E402
+
+tiny_models.ARTIFACTS.update(dit_artifacts())  # tiny Flux.1 diffusion model (issue 10)
 
 
 def header_ok(path: Path) -> bool:

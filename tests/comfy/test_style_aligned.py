@@ -154,14 +154,13 @@ def test_unsupported_model_is_refused_with_the_supported_families(comfy):
     from comfy import model_patcher, supported_models
     from tests.pack import pack_module
     errors = pack_module("attention.errors")
-    flux = supported_models.Flux({"image_model": "flux", "in_channels": 16, "out_channels": 16,
-                                        "vec_in_dim": 32, "context_in_dim": 32, "hidden_size": 64,
-                                        "mlp_ratio": 2.0, "num_heads": 2, "depth": 1, "depth_single_blocks": 1,
-                                        "axes_dim": [8, 12, 12], "theta": 10000, "qkv_bias": True,
-                                        "guidance_embed": False, "patch_size": 2})
-    base = flux.get_model({}, device=torch.device("meta"))
+    # AuraFlow at width 64, on the meta device: a family the pack does not support
+    aura = supported_models.AuraFlow({"cond_seq_dim": 2048, "max_seq": 1024, "patch_size": 2, "in_channels": 4,
+                                      "dim": 64, "n_layers": 2, "n_double_layers": 1, "n_heads": 2,
+                                      "global_conddim": 64})
+    base = aura.get_model({}, device=torch.device("meta"))
     patcher = model_patcher.ModelPatcher(base, load_device=torch.device("cpu"), offload_device=torch.device("cpu"))
-    with pytest.raises(errors.AtelierError, match=r"AtelierStyleAligned: input 'model'.*Flux.*SDXL"):
+    with pytest.raises(errors.AtelierError, match=r"AtelierStyleAligned: input 'model'.*AuraFlow.*SDXL.*Flux"):
         style_aligned(comfy, patcher)
 
 

@@ -1,0 +1,229 @@
+"""The dispatcher for diffusion transformers: one attention override per model evaluation.
+
+ComfyUI wraps every attention function with ``wrap_attn``: when the call's transformer_options hold
+``optimized_attention_override``, the function is handed to it as
+``override(func, q, k, v, heads, ..., transformer_options=...)`` instead of running. The pack's
+APPLY_MODEL wrapper puts one :class:`DiTOverride` there, in the per-call copy of transformer_options
+only, when some active control selects a layer of the model. No module's forward is replaced.
+
+The override reads the layer from what Flux's forward wrote (``block_type``, ``block_index``), runs
+the controls selecting that layer (prepare in stack order, then the attend chain, as on UNets) and
+ends the chain at the base attention: an override another pack had installed (it keeps running), or
+the attention function itself. Calls at layers no control selects go straight to the base, so
+neutral settings reproduce vanilla output bit for bit.
+
+A control acts on a DiT through the functions registered for its class (:func:`register`):
+``prepare(control, q, k, v, call) -> (q, k, v)`` and ``attend(control, next_attention, q, k, v, call,
+mask=None)``. Classes without one are refused by name when a node attaches them
+(:func:`unsupported_controls`, :func:`describe`).
+"""
+from __future__ import annotations
+
+import functools
+import logging
+from dataclasses import dataclass, field
+
+import torch
+
+from .controls import AttentionCall
+from .dit_layout import JOINT_KEY, SD3, TokenLayout, family, layer_key, token_layout
+
+log = logging.getLogger("attention_atelier")
+
+OVERRIDE_KEY = "optimized_attention_override"
+# (control class) -> attend(control, q, k, v, call, next_attention, mask=None); filled by the DiT modules
+DIT_ATTEND: dict = {}
+DIT_PREPARE: dict = {}
+DIT_STREAMS: dict = {}  # (control class) -> streams(control, run) -> [(owner id, context (1, T, D)), ...]
+# classes whose attend wraps the whole chain (it needs the whole batch, unsplit, unmasked): in a DiT
+# every control of a layer shares one attention call, unlike a UNet's attn1 / attn2
+OUTERMOST: set = set()
+
+
+def register(control_class, attend=None, prepare=None, streams=None, outermost=False):
+    if attend is not None:
+        DIT_ATTEND[control_class] = attend
+    if prepare is not None:
+        DIT_PREPARE[control_class] = prepare
+    if streams is not None:
+        DIT_STREAMS[control_class] = streams
+    if outermost:
+        OUTERMOST.add(control_class)
+
+
+# what a refusal calls a control that has no DiT implementation (by class name)
+FEATURES = {
+    "GroupNormShareControl": "share_group_norm (a DiT has no GroupNorm)",
+    "ArtBNAttentionControl": "ArtBN statistics alignment",
+    "ArtBNNormControl": "ArtBN statistics alignment",
+    "ImagePromptControl": "image prompts (IP-Adapter)",
+    "RegionalControl": "regional attention",
+    "AestheticMixControl": "aesthetic value mixing",
+}
+
+
+def _load_implementations():
+    from . import dit_regional, dit_style  # noqa: F401  (register their controls)
+
+
+def describe(control) -> str:
+    name = type(control).__name__
+    return FEATURES.get(name, name)
+
+
+def unsupported_controls(controls) -> list:
+    """The controls among ``controls`` that have no DiT implementation."""
+    _load_implementations()
+    return [c for c in controls if type(c) not in DIT_ATTEND and type(c) not in DIT_PREPARE]
+
+
+@dataclass
+class DiTAttentionCall(AttentionCall):
+    """An attention call of a DiT: q, k, v are (batch, heads, tokens, dim) (Flux) with ``tokens``
+    laid out as :class:`TokenLayout` says (the prompt's tokens and the image's, no streams); the
+    output is (batch, tokens, heads * dim). ``streams`` maps a stream's owner (id of a region or
+    control) to that stream's (q, k, v) at this layer, whole batch."""
+
+    tokens: TokenLayout = None
+    n_heads: int = 1
+    streams: dict = field(default_factory=dict)
+    batch: int = 0
+    plain: object = None  # plain(q, k, v, mask=None): the model's attention function, no override
+
+    @property
+    def heads(self) -> int:
+        return self.n_heads
+
+    @property
+    def activations_shape(self):
+        return [1, 1, *self.tokens.grid]
+
+    def plain_attention(self, q, k, v, mask=None):
+        return self.plain(q, k, v, mask)
+
+
+class DiTOverride:
+    """``optimized_attention_override`` of one model evaluation: controls at the layers they select,
+    and the appended text streams (regional / aesthetic prompts) kept apart from the prompt."""
+
+    def __init__(self, table: dict, base, run, tokens: TokenLayout):
+        self.table, self.base, self.run, self.tokens = table, base, run, tokens
+
+    def __call__(self, func, *args, **kwargs):
+        options = kwargs.get("transformer_options") or {}
+        key = layer_key(options)
+        controls = self.table.get(key, ())
+        q, k, v = args[:3]
+        layout = self.tokens
+        if (key is None or (not controls and not layout.streams) or not layout.matches(q.shape[-2])
+                or q.shape[-2] != k.shape[-2]):
+            return self._base(func, args, kwargs)
+        heads = args[3] if len(args) > 3 else kwargs.get("heads")
+        if v.ndim == q.ndim + 1:  # SD3 hands v as (batch, tokens, heads, dim) next to (batch, tokens, C) q, k
+            v = v.flatten(-2)
+
+        def call_with(function, q_, k_, v_, mask):
+            return function(q_, k_, v_, *args[3:], **dict(kwargs, mask=mask))
+
+        def base_attention(q_, k_, v_, call_, mask=None):
+            if self.base is not None:
+                return call_with(functools.partial(self.base, func), q_, k_, v_, mask)
+            return call_with(func, q_, k_, v_, mask)
+
+        (q_main, q_streams), (k_main, k_streams), (v_main, v_streams) = map(layout.split, (q, k, v))
+        call = DiTAttentionCall(extra_options=options, key=key, run=self.run, tokens=layout.main, n_heads=heads,
+                                streams=dict(zip(layout.stream_keys, zip(q_streams, k_streams, v_streams))),
+                                batch=q.shape[0], plain=functools.partial(call_with, func))
+        model_mask = kwargs.get("mask")
+        for control in controls:
+            prepare = DIT_PREPARE.get(type(control))
+            if prepare is not None:
+                q_main, k_main, v_main = prepare(control, q_main, k_main, v_main, call)
+        attention = base_attention
+        chain = [c for c in controls if type(c) in OUTERMOST] + [c for c in controls if type(c) not in OUTERMOST]
+        for control in reversed(chain):
+            attend = DIT_ATTEND.get(type(control))
+            if attend is not None:
+                attention = functools.partial(attend, control, attention)
+        out = attention(q_main, k_main, v_main, call, mask=model_mask)
+        if not layout.streams:
+            return out
+        # each stream attends to itself and the image (as its own prompt would), never to the prompt
+        image = slice(layout.text, None)
+        stream_outs = [call_with(func, q_s, torch.cat([k_s, k_main[..., image, :]], dim=-2),
+                                 torch.cat([v_s, v_main[..., image, :]], dim=-2), None)
+                       for q_s, k_s, v_s in zip(q_streams, k_streams, v_streams)]
+        return layout.assemble(out, stream_outs)
+
+    def _base(self, func, args, kwargs):
+        if self.base is not None:
+            return self.base(func, *args, **kwargs)
+        return func(*args, **kwargs)
+
+
+def install_override(transformer_options: dict, table: dict, run, tokens: TokenLayout):
+    """Put a :class:`DiTOverride` for ``table`` ({layer key: controls}) into ``transformer_options``,
+    wrapping the override already there (if any)."""
+    if not table and not tokens.streams:
+        return
+    _load_implementations()
+    base = transformer_options.get(OVERRIDE_KEY)
+    transformer_options[OVERRIDE_KEY] = DiTOverride(table, base, run, tokens)
+    if family(run.diffusion_model) == SD3:
+        _mark_joint_blocks(transformer_options, len(run.diffusion_model.joint_blocks))
+
+
+class JointBlockMarker:
+    """``patches_replace["dit"]`` block replace of SD3 joint block ``index``: runs the block (or the
+    replace that was there) with :data:`JOINT_KEY` = index in a copy of its transformer_options."""
+
+    def __init__(self, index: int, base):
+        self.index, self.base = index, base
+
+    def __call__(self, args: dict, extra: dict):
+        options = dict(args.get("transformer_options") or {})
+        options[JOINT_KEY] = self.index
+        args = dict(args, transformer_options=options)
+        if self.base is not None:
+            return self.base(args, extra)
+        return extra["original_block"](args)
+
+
+def _mark_joint_blocks(transformer_options: dict, blocks: int):
+    replaces = dict(transformer_options.get("patches_replace", {}))
+    table = dict(replaces.get("dit", {}))
+    for i in range(blocks):
+        table[("double_block", i)] = JointBlockMarker(i, table.get(("double_block", i)))
+    replaces["dit"] = table
+    transformer_options["patches_replace"] = replaces
+
+
+def with_streams(controls, run, diffusion_model, x, context, model_kwargs: dict):
+    """(context with the text streams the active ``controls`` need appended, its TokenLayout).
+
+    A stream is an extra prompt (1, T, D) carried through the model's text stream after the
+    sampler's prompt, the same for every row. None are added where the model masks attention
+    (``attention_mask``): the mask would not cover them."""
+    _load_implementations()
+    streams = []
+    for control in controls:
+        make = DIT_STREAMS.get(type(control))
+        if make is not None:
+            streams.extend(make(control, run))
+    if not streams or model_kwargs.get("attention_mask") is not None or context is None:
+        if streams:
+            _warn_once("masked", "this model call has an attention mask: regional/aesthetic prompts are "
+                                 "left out of it")
+        return context, token_layout(diffusion_model, x, context)
+    parts = [s.to(device=context.device, dtype=context.dtype).expand(context.shape[0], -1, -1) for _, s in streams]
+    layout = token_layout(diffusion_model, x, context, [p.shape[1] for p in parts], [key for key, _ in streams])
+    return torch.cat([context, *parts], dim=1), layout
+
+
+_warned: set = set()
+
+
+def _warn_once(key: str, message: str):
+    if key not in _warned:
+        _warned.add(key)
+        log.warning(message)

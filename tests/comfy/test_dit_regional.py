@@ -1,0 +1,203 @@
+"""AtelierRegionalAttention and AtelierAestheticMix on a (tiny, seeded) Flux.1 inside a real ComfyUI:
+weight 0 = vanilla exactly, the prompt/image streams are untouched by the appended local prompts,
+the regional formula against an independent computation on captured q/k/v, outside every region
+bit-exact, aesthetic value mixing on the prompt's text values, composition with StyleAligned."""
+import math
+
+import pytest
+import torch
+
+from tests.comfy.dit_helpers import conditioning, sample, tiny_flux
+
+REGION, ATTENTION, MIX = "AtelierRegion", "AtelierRegionalAttention", "AtelierAestheticMix"
+CURVE = dict(weight=1.0, curve="constant", end_weight=0.0, switch_at=0.5, weights="1, 1, 0.5, 0")
+
+
+def region(comfy, cond, x=0.0, y=0.0, width=0.5, height=1.0, regions=None, **curve):
+    return comfy.node_class(REGION).execute(cond, x, y, width, height, **dict(CURVE, **curve),
+                                            regions=regions).args[0]
+
+
+def regional(comfy, model, regions, layers="all"):
+    return comfy.node_class(ATTENTION).execute(model, regions, layers, 0.0, 1.0).args[0]
+
+
+def regional_at_no_layer(model, regions):
+    """Regional attention whose layer selection matches no layer of Flux: its prompt streams are
+    still appended and carried, but no layer blends them in."""
+    from tests.pack import pack_module
+    dispatcher, layers = pack_module("attention.dispatcher"), pack_module("attention.layers")
+    control = pack_module("attention.regional").RegionalControl(regions=tuple(regions),
+                                                                layers=layers.LayerSelection((("double", 99),)))
+    return dispatcher.attach(model, control, node=ATTENTION)
+
+
+@pytest.fixture(scope="module")
+def flux(comfy):
+    model = tiny_flux(comfy)
+    return model, conditioning(model, seed=1), conditioning(model, seed=2)
+
+
+@pytest.fixture(scope="module")
+def vanilla(comfy, flux):
+    model, pos, neg = flux
+    return {cfg: sample(comfy, model, pos, neg, batch=2, cfg=cfg) for cfg in (1.0, 3.0)}
+
+
+def test_weight_zero_reproduces_vanilla_exactly(comfy, flux, vanilla):
+    model, pos, neg = flux
+    regions = region(comfy, conditioning(model, tokens=5, seed=7), weight=0.0)
+    out = sample(comfy, regional(comfy, model, regions), pos, neg, batch=2)
+    assert (out - vanilla[1.0]).abs().max().item() == 0.0
+
+
+@pytest.mark.parametrize("cfg", [1.0, 3.0])
+def test_a_region_changes_the_image(comfy, flux, vanilla, cfg):
+    model, pos, neg = flux
+    regions = region(comfy, conditioning(model, tokens=5, seed=7))
+    out = sample(comfy, regional(comfy, model, regions), pos, neg, batch=2, cfg=cfg)
+    assert torch.isfinite(out).all()
+    assert (out - vanilla[cfg]).abs().max().item() > 1e-3
+
+
+def test_appended_prompt_streams_leave_the_prompt_and_image_untouched(comfy, flux):
+    """A region selecting no layer still appends its prompt's stream: what the model's prompt and
+    image tokens compute must not change (the stream is kept apart in every call; matmuls over a
+    longer text sequence may round differently, hence the 1e-5)."""
+    model, pos, neg = flux
+    regions = region(comfy, conditioning(model, tokens=5, seed=7))
+    plain = sample(comfy, model, pos, neg, batch=2, steps=2)
+    kept_apart = sample(comfy, regional_at_no_layer(model, regions), pos, neg, batch=2, steps=2)
+    torch.testing.assert_close(kept_apart, plain, rtol=0, atol=1e-5)
+
+
+def attention(q, k, v):
+    return ((q @ k.transpose(-1, -2)) / math.sqrt(q.shape[-1])).softmax(-1) @ v
+
+
+def spy_calls(comfy, run):
+    """Run ``run()`` recording every DiTOverride call: (override, args, kwargs, output)."""
+    from tests.pack import pack_module
+    dit_attention = pack_module("attention.dit_attention")
+    calls = []
+    original = dit_attention.DiTOverride.__call__
+
+    def spy(self, func, *args, **kwargs):
+        options = kwargs["transformer_options"]  # Flux rewrites block_type/index in place: read them now
+        key = (options.get("block_type"), options.get("block_index"))
+        out = original(self, func, *args, **kwargs)
+        calls.append((self, args, key, out))
+        return out
+    dit_attention.DiTOverride.__call__ = spy
+    try:
+        run()
+    finally:
+        dit_attention.DiTOverride.__call__ = original
+    return calls
+
+
+def at_layer(calls, kind, index):
+    return [c for c in calls if c[2] == (kind, index)][0]
+
+
+def flat(o):
+    return o.transpose(1, 2).flatten(2)  # (batch, heads, T, d) -> (batch, T, C)
+
+
+def test_regional_formula_against_an_independent_computation(comfy, flux):
+    """Capture q/k/v of one layer with the local prompt's stream appended, run the DiT blend and
+    compare it with the formula written out with plain softmax, token by token."""
+    from tests.pack import pack_module
+    dit_regional = pack_module("attention.dit_regional")
+    regional_mod = pack_module("attention.regional")
+    curves = pack_module("attention.weight_curves")
+    model, pos, neg = flux
+    local = conditioning(model, tokens=5, seed=7)
+    calls = spy_calls(comfy, lambda: sample(comfy, regional_at_no_layer(model, region(comfy, local)),
+                                            pos, neg, batch=1, steps=1))
+    override, args, _, _ = at_layer(calls, "double", 1)
+    layout = override.tokens
+    assert layout.text == pos[0][0].shape[1] and layout.streams == (5,)
+    (q, _), (k, (k_l,)), (v, (v_l,)) = (layout.split(t.double()) for t in args[:3])
+    text, image = layout.text, layout.main.image_slice
+    box = regional_mod.Region(cond=local[0][0], curve=curves.WeightCurve("constant", 0.7), box=(0.25, 0.0, 0.5, 0.5))
+    chain_out = flat(attention(q, k, v))
+    out = dit_regional.dit_regional_blend(chain_out, q, k, v, [0], [(box, 0.7)], image, layout.grid,
+                                          lambda r: (k_l, v_l), lambda q_, k_, v_: flat(attention(q_, k_, v_)))
+    m = regional_mod.box_coverage((0.25, 0.0, 0.5, 0.5), *layout.grid).flatten().to(q)
+    q_img = q[..., image, :]
+    full = flat(attention(q_img, k, v))
+    own = flat(attention(q_img, torch.cat([k_l, k[..., image, :]], -2), torch.cat([v_l, v[..., image, :]], -2)))
+    expected = chain_out.clone()
+    expected[:, image] = chain_out[:, image] + (m * 0.7)[None, :, None] * (own - full)
+    torch.testing.assert_close(out, expected, rtol=1e-9, atol=1e-9)
+    outside = torch.cat([torch.ones(text, dtype=torch.bool), m == 0])
+    assert outside.any() and torch.equal(out[:, outside], chain_out[:, outside])  # bit for bit
+
+
+def test_in_the_model_outside_every_region_gets_the_chain_output_bit_for_bit(comfy, flux):
+    """At a selected layer the prompt's tokens and the image tokens outside the region get exactly
+    what the base attention returns; the stream gets its own attention over [L | image]."""
+    from comfy.ldm.modules.attention import optimized_attention
+    model, pos, neg = flux
+    regions = region(comfy, conditioning(model, tokens=5, seed=7), x=0.0, width=0.5)
+    calls = spy_calls(comfy, lambda: sample(comfy, regional(comfy, model, regions, layers="double.1"), pos, neg,
+                                            batch=1, steps=1))
+    override, args, _, out = at_layer(calls, "double", 1)
+    layout = override.tokens
+    (q, (q_l,)), (k, (k_l,)), (v, (v_l,)) = (layout.split(t) for t in args[:3])
+    heads = args[3]
+    chain = optimized_attention(q, k, v, heads, skip_reshape=True)
+    main_out, (stream_out,) = layout.split(out)
+    h, w = layout.grid
+    outside = torch.zeros(h, w, dtype=torch.bool)
+    outside[:, w // 2:] = True  # the region covers the left half
+    outside = torch.cat([torch.ones(layout.text, dtype=torch.bool), outside.flatten()])
+    assert torch.equal(main_out[:, outside], chain[:, outside])
+    assert not torch.equal(main_out, chain)  # inside the region it acted
+    image = slice(layout.text, None)
+    own = optimized_attention(q_l, torch.cat([k_l, k[..., image, :]], -2), torch.cat([v_l, v[..., image, :]], -2),
+                              heads, skip_reshape=True)
+    assert torch.equal(stream_out, own)
+
+
+def test_regional_composes_with_style_aligned(comfy, flux):
+    model, pos, neg = flux
+    sa = comfy.node_class("AtelierStyleAligned").execute(
+        model, share_attention=True, adain_queries=True, adain_keys=True, adain_values=False,
+        share_group_norm=False, shared_score_scale=1.0, shared_score_shift=0.0, layers="all",
+        unshared_fraction=0.0, start_percent=0.0, end_percent=1.0).args[0]
+    regions = region(comfy, conditioning(model, tokens=5, seed=7))
+    both = sample(comfy, regional(comfy, sa, regions), pos, neg, batch=2)
+    sa_only = sample(comfy, sa, pos, neg, batch=2)
+    assert torch.isfinite(both).all() and (both - sa_only).abs().max().item() > 1e-3
+
+
+def aesthetic_mix(comfy, model, aesthetic, strength):
+    """AtelierAestheticMix's control on a DiT, with an aesthetic embedding standing in for T5."""
+    from tests.pack import pack_module
+    dispatcher = pack_module("attention.dispatcher")
+    mix = pack_module("attention.aesthetic_mix")
+    control = mix.AestheticMixControl(aesthetic=aesthetic, strength=strength)
+    return dispatcher.attach(model, control, node=MIX)
+
+
+def test_aesthetic_mix_acts_and_strength_zero_is_vanilla(comfy, flux, vanilla):
+    model, pos, neg = flux
+    aesthetic = conditioning(model, tokens=3, seed=9)[0][0]
+    out = sample(comfy, aesthetic_mix(comfy, model, aesthetic, 0.8), pos, neg, batch=2)
+    assert torch.isfinite(out).all() and (out - vanilla[1.0]).abs().max().item() > 1e-3
+    node_out = comfy.node_class(MIX).execute(model, None, "", 0.5, True, "all", 0.0, 1.0).args[0]
+    assert (sample(comfy, node_out, pos, neg, batch=2) - vanilla[1.0]).abs().max().item() == 0.0
+
+
+def test_aesthetic_values_formula(comfy, flux):
+    """V_text of cond rows + s * aligned stream values; uncond rows bit for bit."""
+    from tests.pack import pack_module
+    dit_regional = pack_module("attention.dit_regional")
+    v = torch.randn(2, 2, 8 + 16, 4)
+    aes = torch.randn(2, 2, 8, 4)
+    weights = torch.tensor([0.5, 0.0]).view(-1, 1, 1, 1)
+    out = dit_regional.mix_text_values(v, aes, 8, weights)
+    torch.testing.assert_close(out[0, :, :8], v[0, :, :8] + 0.5 * aes[0])
+    assert torch.equal(out[0, :, 8:], v[0, :, 8:]) and torch.equal(out[1], v[1])

@@ -1,0 +1,168 @@
+"""AtelierStyleAligned on a (tiny, seeded) Flux.1 inside a real ComfyUI: neutral = vanilla exactly,
+reference row unchanged, the joint-attention formula against an independent computation on the
+captured q/k/v, another pack's attention override keeps running, refusals name what is unsupported."""
+import math
+
+import pytest
+import torch
+
+from tests.comfy.dit_helpers import QKVRecorder, conditioning, sample, tiny_flux, with_override
+
+NODE = "AtelierStyleAligned"
+DEFAULTS = dict(share_attention=True, adain_queries=True, adain_keys=True, adain_values=False,
+                share_group_norm=False, shared_score_scale=1.0, shared_score_shift=0.0, layers="all",
+                unshared_fraction=0.0, start_percent=0.0, end_percent=1.0)
+NEUTRAL = dict(DEFAULTS, share_attention=False, adain_queries=False, adain_keys=False)
+
+
+def style_aligned(comfy, model, **settings):
+    return comfy.node_class(NODE).execute(model, **dict(DEFAULTS, **settings)).args[0]
+
+
+@pytest.fixture(scope="module")
+def flux(comfy):
+    model = tiny_flux(comfy)
+    return model, conditioning(model, seed=1), conditioning(model, seed=2)
+
+
+@pytest.fixture(scope="module")
+def vanilla(comfy, flux):
+    model, pos, neg = flux
+    return {cfg: sample(comfy, model, pos, neg, cfg=cfg) for cfg in (1.0, 3.0)}
+
+
+def test_neutral_settings_reproduce_vanilla_exactly(comfy, flux, vanilla):
+    model, pos, neg = flux
+    out = sample(comfy, style_aligned(comfy, model, **NEUTRAL), pos, neg)
+    assert (out - vanilla[1.0]).abs().max().item() == 0.0
+
+
+def test_a_control_selecting_no_layer_reproduces_vanilla_exactly(comfy, flux, vanilla):
+    from tests.pack import pack_module
+    dispatcher, layers = pack_module("attention.dispatcher"), pack_module("attention.layers")
+    style = pack_module("attention.style_aligned")
+    model, pos, neg = flux
+    control = style.SharedAttentionControl(settings=style.SharingSettings(), layers=layers.LayerSelection((("double", 99),)))
+    out = sample(comfy, dispatcher.attach(model, control, node=NODE), pos, neg)
+    assert (out - vanilla[1.0]).abs().max().item() == 0.0
+
+
+@pytest.mark.parametrize("cfg", [1.0, 3.0])
+@pytest.mark.parametrize("settings", [{}, {"shared_score_shift": 0.69, "adain_values": True},
+                                      {"layers": "double.1, single.0"}])
+def test_reference_row_unchanged_other_rows_styled(comfy, flux, vanilla, cfg, settings):
+    model, pos, neg = flux
+    out = sample(comfy, style_aligned(comfy, model, **settings), pos, neg, cfg=cfg)
+    torch.testing.assert_close(out[0], vanilla[cfg][0], rtol=0, atol=1e-5)
+    for row in (1, 2):
+        assert (out[row] - vanilla[cfg][row]).abs().max().item() > 1e-3
+
+
+def test_dit_layer_names(comfy, flux):
+    from tests.pack import pack_module
+    dit_layout = pack_module("attention.dit_layout")
+    layers = pack_module("attention.layers")
+    keys = dit_layout.layer_keys(flux[0].get_model_object("diffusion_model"))
+    assert keys == (("double", 0), ("double", 1), ("single", 0), ("single", 1))
+    selection = layers.LayerSelection(layers.parse_layer_spec("double.1, single", "AtelierStyleAligned"))
+    assert selection.resolve(list(keys)) == {("double", 1), ("single", 0), ("single", 1)}
+
+
+def independent_shared_attention(q, k, v, text, scale=1.0, shift=0.0, eps=1e-5):
+    """StyleAligned on joint tokens for one generated row (1) against the reference row (0), written
+    out with plain softmax: q, k, v (2, heads, T, d); image tokens are text..T."""
+    def adain(x, ref):
+        mu, var = x.mean(-2, keepdim=True), x.var(-2, keepdim=True)
+        rmu, rvar = ref.mean(-2, keepdim=True), ref.var(-2, keepdim=True)
+        return (x - mu) / (var + eps).sqrt() * (rvar + eps).sqrt() + rmu
+    q1, k1, v1 = q[1].clone(), k[1].clone(), v[1].clone()
+    q1[:, text:] = adain(q1[:, text:], q[0, :, text:])
+    k1[:, text:] = adain(k1[:, text:], k[0, :, text:])
+    keys = torch.cat([k1, scale * k[0, :, text:]], dim=-2)
+    values = torch.cat([v1, v[0, :, text:]], dim=-2)
+    scores = q1 @ keys.transpose(-1, -2) / math.sqrt(q.shape[-1])
+    scores[..., k1.shape[-2]:] += shift
+    out = scores.softmax(-1) @ values  # (heads, T, d)
+    return out.transpose(0, 1).reshape(out.shape[1], -1)
+
+
+@pytest.mark.parametrize("layer", [("double", 1), ("single", 0)])
+def test_formula_against_an_independent_computation(comfy, flux, layer):
+    """The foreign override sits under ours, so it sees what our chain passes down: the reference
+    row's own q/k/v, then the generated rows' AdaIN'd queries and extended keys. Capture the
+    vanilla q/k/v at the layer, run ours on them and compare with the formula written out."""
+    from tests.pack import pack_module
+    dit_style = pack_module("attention.dit_style")
+    style = pack_module("attention.style_aligned")
+    rows = pack_module("attention.rows")
+    model, pos, neg = flux
+    recorder = QKVRecorder(keep=True)
+    sample(comfy, with_override(model, recorder), pos, neg, batch=2, steps=1)
+    captured = next(c for c in recorder.calls if c["key"] == layer)
+    q, k, v = captured["q"], captured["k"], captured["v"]
+    text = pos[0][0].shape[1]
+    settings = style.SharingSettings(score_scale=1.3, score_shift=0.4)
+
+    def attention(q_, k_, v_, mask):
+        scores = q_ @ k_.transpose(-1, -2) / math.sqrt(q_.shape[-1])
+        if mask is not None:
+            scores = scores + mask
+        out = scores.softmax(-1) @ v_
+        return out.transpose(1, 2).flatten(2)
+    out = dit_style.dit_shared_attention(q, k, v, rows.chunk_layout(2, [0]), settings, slice(text, q.shape[-2]),
+                                         attention)
+    torch.testing.assert_close(out[0], attention(q[:1], k[:1], v[:1], None)[0], rtol=0, atol=0)
+    expected = independent_shared_attention(q.double(), k.double(), v.double(), text, 1.3, 0.4)
+    torch.testing.assert_close(out[1].double(), expected, rtol=1e-4, atol=1e-5)
+
+
+def test_in_model_matches_the_formula_on_captured_qkv(comfy, flux):
+    """Inside the model: what our chain hands the foreign override for the generated row at a layer
+    is the AdaIN'd queries and keys extended by the reference's image keys."""
+    model, pos, neg = flux
+    plain = QKVRecorder(keep=True)
+    sample(comfy, with_override(model, plain), pos, neg, batch=2, steps=1)
+    under = QKVRecorder(keep=True)
+    sample(comfy, style_aligned(comfy, with_override(model, under), layers="double.0"), pos, neg, batch=2, steps=1)
+    first = [c for c in plain.calls if c["key"] == ("double", 0)][0]
+    ours = [c for c in under.calls if c["key"] == ("double", 0)][:2]  # reference row, then generated row
+    text = pos[0][0].shape[1]
+    torch.testing.assert_close(ours[0]["q"], first["q"][:1], rtol=0, atol=0)  # block 0: same inputs
+    q_ref, k_ref = first["q"][0, :, text:], first["k"][0, :, text:]
+
+    def adain(x, ref, eps=1e-5):
+        return ((x - x.mean(-2, keepdim=True)) / (x.var(-2, keepdim=True) + eps).sqrt()
+                * (ref.var(-2, keepdim=True) + eps).sqrt() + ref.mean(-2, keepdim=True))
+    gen_q, gen_k = ours[1]["q"][0], ours[1]["k"][0]
+    torch.testing.assert_close(gen_q[:, :text], first["q"][1, :, :text], rtol=0, atol=0)  # text untouched
+    torch.testing.assert_close(gen_q[:, text:], adain(first["q"][1, :, text:], q_ref), rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(gen_k[:, text:-q_ref.shape[-2]], adain(first["k"][1, :, text:], k_ref),
+                               rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(gen_k[:, -q_ref.shape[-2]:], k_ref, rtol=0, atol=0)
+
+
+def test_a_foreign_override_keeps_running(comfy, flux):
+    model, pos, neg = flux
+    foreign = QKVRecorder(scale=0.9)
+    foreign_only = with_override(model, foreign)
+    base = sample(comfy, foreign_only, pos, neg)
+    foreign.calls.clear()
+    out = sample(comfy, style_aligned(comfy, foreign_only), pos, neg)
+    assert {c["key"] for c in foreign.calls} == {("double", 0), ("double", 1), ("single", 0), ("single", 1)}
+    torch.testing.assert_close(out[0], base[0], rtol=0, atol=1e-5)  # its effect on row 0 is intact
+    assert (out[1] - base[1]).abs().max().item() > 1e-3
+    assert (base - sample(comfy, model, pos, neg)).abs().max().item() > 1e-3  # and it does act
+
+
+def test_unpatched_model_is_vanilla_after_a_patched_run(comfy, flux, vanilla):
+    model, pos, neg = flux
+    sample(comfy, style_aligned(comfy, model), pos, neg)
+    assert (sample(comfy, model, pos, neg) - vanilla[1.0]).abs().max().item() == 0.0
+    assert "optimized_attention_override" not in model.model_options.get("transformer_options", {})
+
+
+def test_what_flux_does_not_support_is_refused_by_name(comfy, flux):
+    from tests.pack import pack_module
+    errors = pack_module("attention.errors")
+    with pytest.raises(errors.AtelierError, match=r"AtelierStyleAligned: input 'model'.*Flux.*share_group_norm"):
+        style_aligned(comfy, flux[0], share_group_norm=True)
