@@ -201,3 +201,30 @@ def test_aesthetic_values_formula(comfy, flux):
     out = dit_regional.mix_text_values(v, aes, 8, weights)
     torch.testing.assert_close(out[0, :, :8], v[0, :, :8] + 0.5 * aes[0])
     assert torch.equal(out[0, :, 8:], v[0, :, 8:]) and torch.equal(out[1], v[1])
+
+
+class StandInTextEncoder:
+    """What AtelierAestheticMix asks of a CLIP (tokenize, encode_from_tokens), with seeded tokens of a
+    given width standing in for T5 (too large for these machines)."""
+
+    def __init__(self, width: int):
+        self.width = width
+
+    def tokenize(self, text):
+        return text
+
+    def encode_from_tokens(self, tokens, return_pooled=False, return_dict=False):
+        gen = torch.Generator().manual_seed(len(tokens))
+        return {"cond": torch.randn(1, 4, self.width, generator=gen), "pooled_output": None}
+
+
+def test_aesthetic_node_on_flux_checks_the_text_width(comfy, flux, vanilla):
+    from tests.pack import pack_module
+    errors = pack_module("attention.errors")
+    model, pos, neg = flux
+    node = comfy.node_class(MIX)
+    patched = node.execute(model, StandInTextEncoder(32), "golden hour", 0.8, True, "all", 0.0, 1.0).args[0]
+    out = sample(comfy, patched, pos, neg, batch=2)
+    assert torch.isfinite(out).all() and (out - vanilla[1.0]).abs().max().item() > 1e-3
+    with pytest.raises(errors.AtelierError, match=r"AtelierAestheticMix: input 'clip'.*768.*32"):
+        node.execute(model, StandInTextEncoder(768), "golden hour", 0.8, True, "all", 0.0, 1.0)
