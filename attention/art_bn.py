@@ -42,12 +42,28 @@ def art_bn(x: torch.Tensor, ref: torch.Tensor, strength: float, dims: tuple) -> 
 
 
 def align_generated_rows(x: torch.Tensor, layout: ChunkLayout, strength: float, dims: tuple) -> torch.Tensor:
-    """ArtBN on rows 1..B-1 of every chunk against that chunk's row 0; row 0 is returned unchanged."""
+    """ArtBN on rows 1..B-1 of every chunk against that chunk's row 0; row 0 is returned unchanged.
+
+    Same maths as :func:`art_bn`, in few kernels: one statistics pass over every row (float32 for
+    half inputs), then one fused multiply-add per element, x + s (ArtBN(x) - x) = x g + (m - mu g)
+    with g = 1 + s (sigma_a / sigma - 1) and m = mu + s (mu_a - mu) per channel (offsets in float32)."""
     if layout.rows < 2 or strength == 0.0:
         return x
     xs = layout.split(x)
-    generated = art_bn(xs[:, 1:], xs[:, :1], strength, dims)
-    return torch.cat([xs[:, :1], generated], dim=1).flatten(0, 1)
+    stats_of = xs if xs.dtype in (torch.float32, torch.float64) else xs.float()  # fp16 statistics overflow
+    var, mean = torch.var_mean(stats_of, dim=dims, keepdim=True)  # every row at once
+    std = var.add_(EPS).sqrt_()
+    # whole batch: row 0 gets gain exactly 1 and offset exactly 0, so it comes back bit for bit
+    gain, target = std.narrow(1, 0, 1) / std, mean.narrow(1, 0, 1)
+    if strength != 1.0:
+        gain = gain.sub_(1.0).mul_(strength).add_(1.0)
+        target = torch.lerp(mean, target, strength)
+    offset = torch.addcmul(target, mean, gain, value=-1.0)
+    if stats_of is xs or xs.requires_grad:  # same dtype (or autograd on, which takes no out=)
+        return torch.addcmul(offset, xs, gain).to(x.dtype).flatten(0, 1)
+    out = torch.empty_like(x)  # half input: float32 arithmetic, written back in half
+    torch.addcmul(offset, xs, gain, out=layout.split(out))
+    return out
 
 
 @dataclass(frozen=True)
@@ -73,6 +89,7 @@ class ArtBNNormControl(AttentionControl):
     strength: float = 1.0
     window: Window = Window()
     slot: str = "norm"
+    chains_group_norm = False  # acts in prepare_norm_input only: the norm itself runs unchanged
 
     def prepare_norm_input(self, x, layout: ChunkLayout):
         # the whole batch, before any control (GroupNorm sharing) splits it: order-independent

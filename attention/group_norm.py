@@ -35,9 +35,24 @@ class GroupNormShareControl(AttentionControl):
 
 
 def shared_group_norm(norm_forward, x: torch.Tensor, layout) -> torch.Tensor:
-    """GroupNorm of each generated row over its activations joined (along width) with row 0's."""
+    """GroupNorm of each generated row over its activations joined (along width) with row 0's.
+
+    When ``norm_forward`` is a GroupNorm module's own forward (:class:`ModuleNorm`) the joint
+    statistics come from one pass over the batch, with no joined copy: for equal-sized halves the
+    joint mean is the midpoint of the two means and the joint (biased) variance the mean of the two
+    variances plus the squared half-difference of the means. Row 0 is normalised alone, as without
+    sharing.
+    """
     if layout.rows < 2:
         return norm_forward(x)
+    norm = getattr(norm_forward, "module", None)
+    if norm is not None and x.ndim >= 3 and x.shape[1] == norm.num_channels:
+        params = _plain_parameters(norm, x)
+        if params is not None:
+            out = joint_group_norm(x, layout, norm.num_groups, *params, norm.eps)
+            # row 0 by the module itself: bit for bit what it gives without sharing
+            layout.split(out).select(1, 0).copy_(norm_forward(layout.split(x).select(1, 0)))
+            return out
     xs = layout.split(x)  # (chunks, B, C, H, W)
     ref, gen = xs[:, :1], xs[:, 1:]
     width = x.shape[-1]
@@ -47,6 +62,55 @@ def shared_group_norm(norm_forward, x: torch.Tensor, layout) -> torch.Tensor:
     out = torch.cat([out_ref.reshape(layout.chunks, 1, *x.shape[1:]),
                      out_gen.reshape(layout.chunks, layout.rows - 1, *x.shape[1:])], dim=1)
     return out.flatten(0, 1)
+
+
+def joint_group_norm(x: torch.Tensor, layout, groups: int, weight, bias, eps: float) -> torch.Tensor:
+    """:func:`shared_group_norm`'s maths for a plain GroupNorm (weight, bias: (C,) or None)."""
+    xg = x.view(layout.chunks, layout.rows, groups, -1)
+    stats_of = xg if xg.dtype in (torch.float32, torch.float64) else xg.float()
+    var, mean = torch.var_mean(stats_of, dim=-1, correction=0, keepdim=True)  # (chunks, B, G, 1)
+    ref_mean, ref_var = mean.narrow(1, 0, 1), var.narrow(1, 0, 1)  # row 0 itself: its own statistics
+    half_gap = (mean - ref_mean).mul_(0.5)
+    joint_mean = torch.lerp(mean, ref_mean, 0.5)  # row 0: exactly its own mean and variance
+    rstd = torch.lerp(var, ref_var, 0.5).addcmul_(half_gap, half_gap).add_(eps).rsqrt_()
+    if weight is None:
+        scale = rstd.unsqueeze(-1)  # (chunks, B, G, 1, 1)
+    else:
+        scale = rstd.unsqueeze(-1) * weight.view(groups, -1, 1)  # (chunks, B, G, C/G, 1)
+    shift = torch.mul(joint_mean.unsqueeze(-1), scale).neg_() if bias is None else \
+        torch.addcmul(bias.view(groups, -1, 1), joint_mean.unsqueeze(-1), scale, value=-1.0)
+    channels = lambda t: t.view(*xg.shape[:3], x.shape[1] // groups, -1)  # noqa: E731
+    if scale.requires_grad:  # parameters with autograd on (outside ComfyUI's inference): no out=
+        return torch.addcmul(shift, channels(x), scale).to(x.dtype).view(x.shape)
+    out = torch.empty_like(x)
+    torch.addcmul(shift, channels(x), scale, out=channels(out))
+    return out
+
+
+def _plain_parameters(norm, x):
+    """(weight, bias) of a GroupNorm as its forward would use them on x, or None where the forward
+    does more than torch's GroupNorm (ComfyUI weight patches run at call time): then the caller
+    runs the module itself."""
+    if getattr(norm, "weight_function", None) or getattr(norm, "bias_function", None):
+        return None
+    params = []
+    for p in (norm.weight, norm.bias):
+        if p is not None and (p.device != x.device or p.dtype != x.dtype):
+            if not getattr(norm, "comfy_cast_weights", False):
+                return None  # torch's forward would fail or promote: leave it to the module
+            p = p.to(device=x.device, dtype=x.dtype)  # what ComfyUI's cast-weights forward does
+        params.append(p)
+    return params
+
+
+class ModuleNorm:
+    """A GroupNorm module's own forward, with the module at hand for :func:`shared_group_norm`."""
+
+    def __init__(self, module, forward):
+        self.module, self.forward = module, forward
+
+    def __call__(self, x):
+        return self.forward(x)
 
 
 def _active_norm_controls(options) -> list:
@@ -73,9 +137,10 @@ class _SharedNormMixin:
         layout = chunk_layout(x.shape[0], options.get("cond_or_uncond"))
         for control in controls:  # phase 1 on the whole batch, as in the attention dispatcher
             x = control.prepare_norm_input(x, layout)
-        norm_forward = super().forward
+        norm_forward = ModuleNorm(self, super().forward)
         for control in reversed(controls):  # stack order, like the attention chain
-            norm_forward = functools.partial(_run_norm_control, control, norm_forward, layout)
+            if getattr(control, "chains_group_norm", True):
+                norm_forward = functools.partial(_run_norm_control, control, norm_forward, layout)
         return norm_forward(x)
 
 

@@ -1,4 +1,5 @@
 """GroupNorm sharing: each generated row is normalised over itself joined with the reference."""
+import pytest
 import torch
 
 from tests.pack import pack_module
@@ -7,18 +8,26 @@ gn = pack_module("attention.group_norm")
 rows = pack_module("attention.rows")
 
 
-def test_generated_rows_use_joint_statistics():
+def module_forward(norm):
+    """The fast path: the module's own forward with the module at hand (what the shared norm passes)."""
+    return gn.ModuleNorm(norm, norm.forward)
+
+
+@pytest.mark.parametrize("as_module", [False, True])
+@pytest.mark.parametrize("affine", [True, False])
+def test_generated_rows_use_joint_statistics(as_module, affine):
     torch.manual_seed(0)
-    norm = torch.nn.GroupNorm(4, 8, eps=1e-6)
-    torch.nn.init.normal_(norm.weight)
-    torch.nn.init.normal_(norm.bias)
-    x = torch.randn(6, 8, 5, 7, dtype=torch.float64)
+    norm = torch.nn.GroupNorm(4, 8, eps=1e-6, affine=affine)
+    if affine:
+        torch.nn.init.normal_(norm.weight)
+        torch.nn.init.normal_(norm.bias)
+    x = torch.randn(6, 8, 5, 7, dtype=torch.float64) * 3 + 1.5
     norm = norm.double()
     layout = rows.chunk_layout(6, [1, 0])
-    got = gn.shared_group_norm(norm, x, layout)
+    got = gn.shared_group_norm(module_forward(norm) if as_module else norm, x, layout)
     for c in range(2):
         ref = x[c * 3]
-        torch.testing.assert_close(got[c * 3], norm(ref[None])[0])
+        assert torch.equal(got[c * 3], norm(ref[None])[0])  # bit for bit: row 0 is normalised alone
         for i in (1, 2):
             row = x[c * 3 + i]
             g = row.reshape(4, 2, 5, 7)
@@ -27,7 +36,8 @@ def test_generated_rows_use_joint_statistics():
             mean = joint.mean(dim=(1, 2, 3), keepdim=True)
             var = joint.var(dim=(1, 2, 3), unbiased=False, keepdim=True)
             want = ((g - mean) / torch.sqrt(var + 1e-6)).reshape(8, 5, 7)
-            want = want * norm.weight[:, None, None] + norm.bias[:, None, None]
+            if affine:
+                want = want * norm.weight[:, None, None] + norm.bias[:, None, None]
             torch.testing.assert_close(got[c * 3 + i], want)
 
 
@@ -38,3 +48,44 @@ def test_sharing_copy_shares_parameters_and_leaves_original_alone():
     assert type(norm) is torch.nn.GroupNorm
     x = torch.randn(2, 4, 3, 3)
     assert torch.equal(shared(x), norm(x))  # outside a model evaluation: plain GroupNorm
+
+
+def test_fast_path_keeps_half_precision_and_matches_float32():
+    torch.manual_seed(1)
+    norm = torch.nn.GroupNorm(2, 4, eps=1e-6)
+    torch.nn.init.normal_(norm.weight)
+    x = torch.randn(4, 4, 6, 6) * 40  # group variances beyond fp16 range if squared in fp16
+    layout = rows.chunk_layout(4, [1, 0])
+    want = gn.shared_group_norm(norm, x, layout)
+    half = norm.half()
+    got = gn.shared_group_norm(module_forward(half), x.half(), layout)
+    assert got.dtype == torch.float16
+    torch.testing.assert_close(got.float(), want, rtol=1e-2, atol=1e-2)
+
+
+def test_weights_patched_at_call_time_run_the_module_itself():
+    """A ComfyUI weight patch (weight_function) runs in the module's forward: not bypassed."""
+    torch.manual_seed(2)
+    norm = torch.nn.GroupNorm(2, 4)
+    calls = []
+    norm.weight_function = [lambda w: w]
+    forward = lambda x: (calls.append(x.shape[0]), norm(x))[1]  # noqa: E731
+    x = torch.randn(4, 4, 3, 3)
+    gn.shared_group_norm(gn.ModuleNorm(norm, forward), x, rows.chunk_layout(4, [0]))
+    assert calls  # the module's forward ran
+
+
+def test_cast_weights_are_cast_like_comfyui_does():
+    torch.manual_seed(3)
+    norm = torch.nn.GroupNorm(2, 4)
+    torch.nn.init.normal_(norm.weight)
+    norm.comfy_cast_weights = True
+    x = torch.randn(4, 4, 3, 3, dtype=torch.float64)
+    layout = rows.chunk_layout(4, [0])
+    want = gn.shared_group_norm(norm.double(), x, layout)
+    norm.float()
+    casting = lambda t: torch.nn.functional.group_norm(  # noqa: E731  (ComfyUI's cast-weights forward)
+        t, norm.num_groups, norm.weight.to(t), norm.bias.to(t), norm.eps)
+    got = gn.shared_group_norm(gn.ModuleNorm(norm, casting), x, layout)
+    assert got.dtype == torch.float64
+    torch.testing.assert_close(got, want, rtol=1e-6, atol=1e-6)

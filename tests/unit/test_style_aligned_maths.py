@@ -54,14 +54,30 @@ def sdpa(q, k, v, mask):
     return o.transpose(1, 2).reshape(b, n, HEADS * DIM)
 
 
-@pytest.mark.parametrize("share,adain_q,adain_k,adain_v,scale,shift", [
+def fused_sdpa(calls):
+    """A fused kernel's contract: no mask, softmax scale 1/sqrt(head size of the tensors it gets).
+    Records the head size of every call."""
+    def attention(q, k, v, mask):
+        assert mask is None, "a fused kernel takes no mask"
+        b, n, width = q.shape
+        calls.append(width // HEADS)
+        split = lambda t: t.view(t.shape[0], t.shape[1], HEADS, width // HEADS).transpose(1, 2)
+        o = torch.nn.functional.scaled_dot_product_attention(split(q), split(k), split(v))
+        return o.transpose(1, 2).reshape(b, n, width)
+    return attention
+
+
+CASES = [
     (True, True, True, False, 1.0, 0.0),
     (True, True, True, True, 1.0, 0.0),
     (True, False, False, False, 1.5, 0.0),
     (True, True, True, False, 0.8, math.log(2)),
     (False, True, True, False, 1.0, 0.0),
     (True, False, True, False, 1.0, -1.0),
-])
+]
+
+
+@pytest.mark.parametrize("share,adain_q,adain_k,adain_v,scale,shift", CASES)
 @pytest.mark.parametrize("cond_or_uncond", [[1, 0], [0], [1], [1, 0, 0]])
 def test_shared_attention_matches_formula(share, adain_q, adain_k, adain_v, scale, shift, cond_or_uncond):
     torch.manual_seed(0)
@@ -108,3 +124,68 @@ def test_adain_gives_reference_statistics():
     y = sa.adain(x, ref)
     torch.testing.assert_close(y.mean(-2), ref.mean(-2).expand(2, 4))
     torch.testing.assert_close(y.std(-2), ref.std(-2).expand(2, 4), rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("share,adain_q,adain_k,adain_v,scale,shift", CASES + [
+    (True, True, True, True, 2.0, 10.0), (True, False, False, False, 1.0, -10.0)])
+@pytest.mark.parametrize("cond_or_uncond", [[1, 0], [0], [1, 0, 0]])
+@pytest.mark.parametrize("pad", [1, 3, 8])
+def test_folded_score_shift_matches_masked_formula(share, adain_q, adain_k, adain_v, scale, shift, cond_or_uncond,
+                                                   pad, monkeypatch):
+    """With the call's head count, a shift is carried by extra head channels: no mask reaches the
+    kernel, and the result is the masked formula's (pad 1 = CPU, up to a multiple of 8 on GPUs)."""
+    monkeypatch.setattr(sa, "fold_pad", lambda head_dim, device: pad)
+    torch.manual_seed(4)
+    B, T = 3, 5
+    n = B * len(cond_or_uncond)
+    q, k, v = (torch.randn(n, T, HEADS * DIM, dtype=torch.float64) for _ in range(3))
+    layout = rows.chunk_layout(n, cond_or_uncond)
+    calls = []
+    got = sa.shared_attention(q, k, v, layout, sa.SharingSettings(share, adain_q, adain_k, adain_v, scale, shift),
+                              fused_sdpa(calls), heads=HEADS)
+    want = reference_formula(q, k, v, layout, share, adain_q, adain_k, adain_v, scale, shift)
+    torch.testing.assert_close(got, want, rtol=1e-9, atol=1e-9)
+    folded = share and shift != 0.0
+    assert sorted(set(calls)) == sorted({DIM} | ({DIM + pad} if folded else set()))
+
+
+def test_folded_constants_keep_the_softmax_scale():
+    """q' = [g q, 1], k' = [k, x]: q'.k'/sqrt(d + pad) = q.k/sqrt(d) + shift."""
+    torch.manual_seed(5)
+    d, pad, shift = 40, 8, 0.693
+    g, x = sa.folded_constants(shift, d, pad)
+    qv, kv = torch.randn(d, dtype=torch.float64), torch.randn(d, dtype=torch.float64)
+    q1 = torch.cat([g * qv, torch.tensor([1.0], dtype=torch.float64), torch.zeros(pad - 1, dtype=torch.float64)])
+    k1 = torch.cat([kv, torch.tensor([x], dtype=torch.float64), torch.zeros(pad - 1, dtype=torch.float64)])
+    k0 = torch.cat([kv, torch.zeros(pad, dtype=torch.float64)])
+    assert math.isclose(float(q1 @ k1) / math.sqrt(d + pad), float(qv @ kv) / math.sqrt(d) + shift, rel_tol=1e-12)
+    assert math.isclose(float(q1 @ k0) / math.sqrt(d + pad), float(qv @ kv) / math.sqrt(d), rel_tol=1e-12)
+
+
+def test_fold_pad_aligns_gpu_head_sizes():
+    for d in (40, 64, 80, 128, 41):
+        assert sa.fold_pad(d, torch.device("cpu")) == 1
+        pad = sa.fold_pad(d, torch.device("meta"))  # any non-CPU device: fused kernels
+        assert pad >= 1 and (d + pad) % 8 == 0
+
+
+def test_folded_reference_rows_are_untouched_bit_for_bit():
+    torch.manual_seed(6)
+    q, k, v = (torch.randn(8, 6, HEADS * DIM) for _ in range(3))
+    layout = rows.chunk_layout(8, [1, 0])
+    got = sa.shared_attention(q, k, v, layout, sa.SharingSettings(True, True, True, True, 2.0, 1.0),
+                              fused_sdpa([]), heads=HEADS)
+    plain = sdpa(q, k, v, None)
+    for r in layout.reference_rows():
+        assert torch.equal(got[r], plain[r])
+
+
+def test_fp16_folded_shift_stays_close_to_masked():
+    """Half precision (GPU dtype): the fold's rounding is that of ordinary attention."""
+    torch.manual_seed(7)
+    q, k, v = (torch.randn(6, 16, HEADS * DIM) for _ in range(3))
+    layout = rows.chunk_layout(6, [1, 0])
+    settings = sa.SharingSettings(True, True, True, False, 1.0, 0.693)
+    want = sa.shared_attention(q, k, v, layout, settings, sdpa)
+    got = sa.shared_attention(q.half(), k.half(), v.half(), layout, settings, fused_sdpa([]), heads=HEADS)
+    torch.testing.assert_close(got.float(), want, rtol=2e-2, atol=2e-2)
