@@ -14,7 +14,7 @@ def image_latent(checkpoint, size: int = 64, batch: int = 1) -> torch.Tensor:
         images.append(torch.stack([xs, ys, 0.5 + 0.5 * torch.sin((6 + b) * xs + 3 * ys)], -1))
     latent = checkpoint.vae.encode(torch.stack(images)).float()
     scale = checkpoint.model.model.latent_format.scale_factor
-    return latent / (latent * scale).std() / scale
+    return latent / latent.std() / scale  # model space (process_in: x * scale) then has std 1
 
 
 def invert(comfy, model, latent: torch.Tensor, steps: int, cfg: float = 1.0, refine: int = 0, positive=None,

@@ -87,3 +87,10 @@ def test_flow_models_are_refused_with_a_clear_error(comfy):
         invert(comfy, flow, torch.zeros(1, 4, 8, 8), 2)
     assert type(info.value).__name__ == "AtelierError"
     assert "AtelierInvert" in str(info.value) and "flow" in str(info.value)
+
+
+def test_the_inversion_tests_image_latent_has_model_space_std_1(comfy):
+    checkpoint = comfy.sd15
+    latent = image_latent(checkpoint)
+    model_space = checkpoint.model.model.latent_format.process_in(latent)
+    assert abs(float(model_space.std()) - 1.0) < 1e-4
