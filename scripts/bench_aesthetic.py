@@ -9,6 +9,7 @@ The all-in-one comparison needs the tiny test-bed models (LoRA, ControlNet, IP-A
 so it runs without --full only. It executes the graph once (inversion, encoders, loaders), then times
 only sampling with the KSampler's final MODEL and conditioning, against the MODEL and conditioning of
 the same graph with every Atelier model patch removed (LoRA and ControlNet kept).
+Every comparison also prints exact per-step FLOPs and aten operator calls (--counts-only: only those).
 """
 import argparse
 import os
@@ -64,6 +65,14 @@ def all_in_one(args):
     runs = {"lora + controlnet (no atelier)": sampler_inputs(harness.run_graph(plain), plain),
             "all in one": sampler_inputs(harness.run_graph(graph), graph)}
     args.batch, args.size = runs["all in one"][3].shape[0], runs["all in one"][3].shape[-1] * 8
+    from scripts.bench_counts import Costs, print_cost_table
+    costs = {}
+    for name, (model, positive, negative, latent) in runs.items():
+        with Costs() as costs[name]:
+            sample_once(model, positive, negative, args, latent.clone())
+    if args.counts_only:
+        print_cost_table(costs, args.steps, "lora + controlnet (no atelier)")
+        return
     times = {name: [] for name in runs}
     for round_ in range(args.rounds + 1):  # round 0 warms up
         for name, (model, positive, negative, latent) in runs.items():
@@ -75,6 +84,7 @@ def all_in_one(args):
     base = statistics.median(times["lora + controlnet (no atelier)"])
     for name, values in times.items():
         print(f"  {name:32s} {statistics.median(values):8.4f} s/step  x{statistics.median(values) / base:5.2f}")
+    print_cost_table(costs, args.steps, "lora + controlnet (no atelier)")
 
 
 def main():

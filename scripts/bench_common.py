@@ -41,6 +41,8 @@ def parse_args(description: str, **defaults) -> argparse.Namespace:
     p.add_argument("--steps", type=int, default=defaults.get("steps", 8))
     p.add_argument("--cfg", type=float, default=defaults.get("cfg", 5.0))
     p.add_argument("--rounds", type=int, default=defaults.get("rounds", 5))
+    p.add_argument("--counts-only", action="store_true",
+                   help="print only the exact cost columns (FLOPs, op calls), no timing rounds")
     a = p.parse_args()
     if a.size is None:
         a.size = (512 if a.model == "sd15" else 1024) if a.full else 256
@@ -134,10 +136,30 @@ def sample_once(model, positive, negative, args, latent=None):
     return seconds / args.steps, extra, out
 
 
+def count_costs(variants: dict, positive, negative, args, latent=None) -> dict:
+    """Exact FLOPs and aten operator calls of one sampling run per variant (see bench_counts)."""
+    from scripts.bench_counts import Costs
+    costs = {}
+    for name, model in variants.items():
+        with Costs() as c:
+            sample_once(model, positive, negative, args, latent)
+        costs[name] = c
+    return costs
+
+
 def compare(variants: dict, positive, negative, args, baseline: str = "vanilla", latent=None) -> dict:
-    """Run every variant once to warm up, then ``rounds`` interleaved rounds; print medians and ratios."""
+    """Run every variant once to warm up, then ``rounds`` interleaved rounds; print medians and ratios,
+    then the exact per-step cost columns (FLOPs and aten operator calls vs the baseline). Returns
+    {name: (time ratio, memory ratio)} (nothing with --counts-only) and "costs": {name: Costs}."""
+    from scripts.bench_counts import print_cost_table
     for model in variants.values():
         sample_once(model, positive, negative, args, latent)
+    costs = count_costs(variants, positive, negative, args, latent)
+    if args.counts_only:
+        print(f"{args.model}{' full fp16' if args.full else ' tiny'} {args.size}px batch {args.batch} "
+              f"{args.steps} steps cfg {args.cfg} on {args.device}")
+        print_cost_table(costs, args.steps, baseline)
+        return {"costs": costs}
     times = {k: [] for k in variants}
     mems = {k: [] for k in variants}
     for _ in range(args.rounds):
@@ -156,4 +178,6 @@ def compare(variants: dict, positive, negative, args, baseline: str = "vanilla",
         result[name] = (t / base_t, m / base_m)
         print(f"  {name:32s} {t:8.4f} s/step  x{t / base_t:5.2f}   peak extra mem {m / 2**20:9.1f} MiB  "
               f"x{m / base_m:5.2f}")
+    print_cost_table(costs, args.steps, baseline)
+    result["costs"] = costs
     return result

@@ -8,6 +8,9 @@ Self-contained: the IP-Adapters are random weights in the standard layout, sized
 UNet and a ViT-H CLIP vision model, built in memory; the CLIP vision output is random features of the
 right widths; the reference trajectory is random latents on the model's own sigma schedule (timings
 do not depend on any of these values). Reference mode adds one row per chunk, which is part of its cost.
+Also prints exact per-step FLOPs and aten operator calls vs vanilla (--counts-only: only those), and
+each control's FLOP minimum: ArtBN none (statistics); reference mode (B+1)/B of vanilla plus vanilla's
+self-attention products; ImagePrompt its extra cross-attention tokens (the "cross" column).
 """
 import os
 import sys
@@ -15,6 +18,7 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from scripts.bench_common import compare, load_model, parse_args  # noqa: E402
+from scripts.bench_counts import print_minimum  # noqa: E402
 from scripts.tiny_models.ip_adapter import adapter_state_dict  # noqa: E402
 from tests.pack import pack_module  # noqa: E402  (before ComfyUI's own tests/ is on sys.path)
 
@@ -80,13 +84,18 @@ def main():
                         unshared_fraction=0.0, start_percent=0.0, end_percent=1.0)
         return style.execute(m, **settings, reference=random_trajectory(model, args)).args[0]
 
-    compare({"vanilla": model,
+    result = compare({"vanilla": model,
              "image_prompt (base, 4 tokens)": image_prompt(model, base),
              "image_prompt (plus, 16 tokens)": image_prompt(model, plus),
              "art_bn (both)": art_bn(model),
              "style_aligned reference mode": reference_mode(model),
              "art_bn + style_aligned ref + image": image_prompt(reference_mode(art_bn(model)), base)},
             positive, negative, args)
+    costs, rows = result["costs"], args.batch
+    base_flops = costs["vanilla"].flops
+    print_minimum("art_bn (both)", costs, base_flops, "statistics only: no matrix products")
+    print_minimum("style_aligned reference mode", costs, base_flops * (rows + 1) / rows + costs["vanilla"].attn1_flops,
+                  "one more row per chunk, then in-batch sharing: V (B+1)/B + vanilla's self-attention products")
 
 
 if __name__ == "__main__":

@@ -8,7 +8,8 @@ Prints (medians of interleaved rounds):
   (target <= 1.05);
 - the cost of one refinement iteration, in sampling steps;
 - reference-image mode (AtelierStyleAligned + trajectory) step time and peak memory / vanilla at the
-  same batch (target <= 1.5x at batch 4), with in-batch StyleAligned beside it.
+  same batch (target <= 1.5x at batch 4), with in-batch StyleAligned beside it;
+- exact per-step FLOPs and aten operator calls of each (--counts-only: only those).
 """
 import os
 import statistics
@@ -58,20 +59,18 @@ def main():
             "inversion K=2": lambda: invert(2)}
     for fn in runs.values():
         fn()  # warm-up
+    from scripts.bench_counts import Costs, print_cost_table
+    costs = {}
+    for name, fn in runs.items():
+        with Costs() as costs[name]:
+            fn()
     times = {name: [] for name in runs}
-    for _ in range(args.rounds):
+    for _ in range(0 if args.counts_only else args.rounds):
         for name, fn in runs.items():
             times[name].append(timed(fn, args))
-    med = {name: statistics.median(t) for name, t in times.items()}
-    base = med["sampling (ddim, cfg 1)"]
-    print(f"{args.model}{' full fp16' if args.full else ' tiny'} {args.size}px batch 1, {args.steps} steps, cfg 1, "
-          f"on {args.device}, median of {args.rounds} interleaved rounds")
-    for name, t in med.items():
-        print(f"  {name:32s} {t:8.3f} s   x{t / base:5.2f} vs sampling")
-    per_iteration = (med["inversion K=2"] - med["inversion K=0"]) / (2 * args.steps)
-    print(f"  one refinement iteration = {per_iteration:.4f} s per step = "
-          f"{per_iteration / (base / args.steps):.2f} sampling steps")
-
+    if not args.counts_only:
+        report_times(times, args)
+    print_cost_table(costs, args.steps, "sampling (ddim, cfg 1)")
     trajectory = invert(0)[1]
 
     def styled(reference):
@@ -82,6 +81,18 @@ def main():
 
     compare({"vanilla": model, "style_aligned in-batch": styled(None),
              "style_aligned + reference image": styled(trajectory)}, positive, negative, args)
+
+
+def report_times(times, args):
+    med = {name: statistics.median(t) for name, t in times.items()}
+    base = med["sampling (ddim, cfg 1)"]
+    print(f"{args.model}{' full fp16' if args.full else ' tiny'} {args.size}px batch 1, {args.steps} steps, cfg 1, "
+          f"on {args.device}, median of {args.rounds} interleaved rounds")
+    for name, t in med.items():
+        print(f"  {name:32s} {t:8.3f} s   x{t / base:5.2f} vs sampling")
+    per_iteration = (med["inversion K=2"] - med["inversion K=0"]) / (2 * args.steps)
+    print(f"  one refinement iteration = {per_iteration:.4f} s per step = "
+          f"{per_iteration / (base / args.steps):.2f} sampling steps")
 
 
 if __name__ == "__main__":
