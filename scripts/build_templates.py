@@ -29,12 +29,13 @@ NOTE_COLOR, NOTE_BG = "#432", "#653"
 
 def widget_height(kind: str, opts: dict) -> int:
     if kind == "STRING" and opts.get("multiline"):
-        return 96
-    return 26
+        return 100
+    return 30  # Nodes 2.0 draws a widget row ~28 px (LiteGraph 24)
 
 
 def node_height(node_class, class_type: str) -> int:
-    """A generous estimate of LiteGraph's computeSize height (slots, then widgets)."""
+    """A generous estimate of the node's height on both canvases (LiteGraph's computeSize: slots, then
+    widgets; Nodes 2.0 lays the same rows out a little taller)."""
     from api_to_ui_workflow import input_defs, is_widget
     fixed = {"LoadImage": 340, "AtelierBoxRegions": 800}  # the region editor at aspect 1
     if class_type in fixed:
@@ -43,7 +44,7 @@ def node_height(node_class, class_type: str) -> int:
     sockets = sum(1 for _, kind, opts in defs if not is_widget(kind, opts))
     slots = max(sockets, len(node_class.RETURN_TYPES))
     widgets = sum(widget_height(kind, opts) for _, kind, opts in defs if is_widget(kind, opts))
-    return 20 * slots + widgets + 36  # computeSize + a margin: the frontend may round a node up
+    return 22 * slots + widgets + 50  # + the Nodes 2.0 badge row and a margin: a node may grow on load
 
 
 def layout(name: str, api: dict) -> tuple[dict, list, dict]:

@@ -140,6 +140,15 @@ LIVE_BOXES = """() => window.app.graph.nodes.map(n => [n.id, n.type, n.pos[0], n
     n.pos[0] + n.size[0], n.pos[1] + n.size[1]])"""
 
 
+# The text of what lists the missing models: a dialog (frontend 1.32) or the errors panel (1.49), i.e. the
+# largest element around the "Missing Models" heading that holds no canvas and no node.
+MISSING_MODELS = """() => {
+    const heading = Array.from(document.querySelectorAll('body *'))
+        .find(e => e.children.length === 0 && e.textContent.trim() === 'Missing Models');
+    let box = heading;
+    while (box?.parentElement && !box.parentElement.querySelector('canvas, [data-node-id]')) box = box.parentElement;
+    return box ? box.innerText : '';
+}"""
 GROUP_TITLES = """() => (window.app.graph.groups ?? window.app.graph._groups).map(g => {
     const [x, y, w] = g._bounding ?? g.bounding; return [g.title, x, y, x + w, y + (g.titleHeight ?? 34)]; })"""
 
@@ -153,7 +162,12 @@ def test_template_opens_without_overlapping_nodes(frontend, template: Path):
     workflow = json.loads(template.read_text())
     frontend.load_workflow(workflow, template.name)
     time.sleep(1.0)
-    dialog = frontend.evaluate("Array.from(document.querySelectorAll('.p-dialog')).map(d => d.innerText).join('\\n')")
+    dialog = frontend.evaluate(MISSING_MODELS)
+    details = frontend.page.get_by_text("View details")
+    if not dialog and details.count():  # frontend 1.49: a toast "errors found" opens the errors panel
+        details.first.click()
+        time.sleep(1.0)
+        dialog = frontend.evaluate(MISSING_MODELS)
     declared = {m["name"] for n in workflow["nodes"] for m in n.get("properties", {}).get("models", [])}
     assert declared and all(name in dialog for name in declared), (declared, dialog)
     views.close_dialogs(frontend)

@@ -107,6 +107,8 @@ def test_groups_are_titled_hold_every_node_and_no_node_covers_a_title(template):
         band = (x0, y0, x1, y0 + GROUP_TITLE_HEIGHT)
         covering = [n["id"] for n in workflow["nodes"] if overlap(node_box(n), band)]
         assert not covering, f"{template.stem}: nodes {covering} cover the title of group {group['title']!r}"
+        width = len(group["title"]) * group.get("font_size", 24) * 0.55  # a generous glyph width
+        assert width <= group["bounding"][2] - 10, f"{template.stem}: title {group['title']!r} is wider than its group"
     for a, b in combinations(groups, 2):
         assert not overlap(group_box(a), group_box(b)), (a["title"], b["title"])
     for node in workflow["nodes"]:

@@ -1,0 +1,50 @@
+"""Every shipped template in the frontend's Nodes 2.0 mode (Vue nodes, setting Comfy.VueNodes.Enabled):
+it loads, no two node elements overlap as the browser lays them out, and a screenshot of the whole graph
+goes to .cache/screenshots/<frontend>/nodes2/."""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.browser import views
+from tests.harness import REPO_ROOT
+
+TEMPLATES = sorted((REPO_ROOT / "workflows").glob("*.json"))
+NODE_ELEMENTS = """() => Array.from(document.querySelectorAll('[data-node-id]'))
+    .filter(e => !e.closest('.atelier-regions-editor') && e.getBoundingClientRect().width > 0)
+    .map(e => { const r = e.getBoundingClientRect(); return [e.dataset.nodeId, r.left, r.top, r.right, r.bottom]; })"""
+
+
+@pytest.fixture
+def nodes2(frontend):
+    if not views.vue_nodes_supported(frontend):
+        pytest.skip(f"frontend {views.frontend_version(frontend)} has no {views.VUE_NODES}")
+    views.set_vue_nodes(frontend, True)
+    try:
+        yield frontend
+    finally:
+        views.set_vue_nodes(frontend, False)  # the setting is stored on the server
+
+
+@pytest.mark.parametrize("template", TEMPLATES, ids=lambda p: p.stem)
+def test_template_in_nodes_2(nodes2, template: Path):
+    frontend = nodes2
+    frontend.load_workflow(json.loads(template.read_text()), template.name)
+    views.close_dialogs(frontend)
+    size = frontend.page.viewport_size
+    frontend.page.set_viewport_size({"width": 3000, "height": 1700})
+    try:
+        views.fit_all(frontend)
+        time.sleep(1.0)
+        views.screenshot(frontend, f"template_{template.stem}", "nodes2")
+        elements = {e[0]: e for e in frontend.evaluate(NODE_ELEMENTS)}  # one per node id
+    finally:
+        frontend.page.set_viewport_size(size)
+    boxes = list(elements.values())
+    assert len(boxes) == len(json.loads(template.read_text())["nodes"]), sorted(elements)
+    clashes = [(a[0], b[0]) for i, a in enumerate(boxes) for b in boxes[i + 1:]
+               if a[1] < b[3] - 1 and b[1] < a[3] - 1 and a[2] < b[4] - 1 and b[2] < a[4] - 1]
+    assert not clashes, f"{template.name}: node elements overlap in Nodes 2.0: {clashes}"
