@@ -28,7 +28,7 @@ COMFY_PATHS = ["tests/comfy", "tests/e2e", "tests/browser"]
 
 def run(label: str, paths: list[str], env: dict, extra: list[str]) -> dict:
     REPORTS.mkdir(parents=True, exist_ok=True)
-    report = REPORTS / f"{label}.xml"
+    report = REPORTS / (label.split(" ")[0] + ".xml")
     report.unlink(missing_ok=True)
     print(f"\n===== {label} =====", flush=True)
     t0 = time.time()
