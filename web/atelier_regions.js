@@ -22,7 +22,7 @@ const COLORS = ["#e4572e", "#29a35a", "#3e7cb1", "#f3a712", "#a23e98", "#17bebb"
 
 const STYLE = `
 .atelier-regions-editor { display:flex; flex-direction:column; gap:6px; padding:4px; box-sizing:border-box;
-  width:100%; overflow:hidden; color:var(--input-text, #ddd); font:12px sans-serif; }
+  width:100%; min-width:${CANVAS_WIDTH + 10}px; overflow:hidden; color:var(--input-text, #ddd); font:12px sans-serif; }
 .atelier-regions-editor .atelier-regions-toolbar { display:flex; align-items:center; gap:6px; height:${TOOLBAR_HEIGHT}px; }
 .atelier-regions-editor .atelier-regions-status { flex:1; opacity:0.8; white-space:nowrap; overflow:hidden; text-overflow:ellipsis; }
 .atelier-regions-editor button { background:var(--comfy-input-bg, #222); color:var(--input-text, #ddd);
