@@ -27,6 +27,9 @@ class AttentionCall:
     extra_options: dict
     key: tuple  # (block, block_id, index), e.g. ("input", 4, 1)
     run: "RunInfo"
+    # channels an outer control appended to every head of q/k/v (StyleAligned's folded score shift):
+    # the tensors no longer have the model's dim_head, so another pack's replace must not see them
+    head_pad: int = 0
 
     @property
     def heads(self) -> int:

@@ -182,11 +182,11 @@ class Dispatcher:
 
     def base_attention(self, q, k, v, call: AttentionCall, mask=None):
         if self.base is not None:
-            if mask is None:
+            if mask is None and not call.head_pad:
                 return self.base(q, k, v, call.extra_options)
             if self.key not in _warned_masked:  # once per layer per session, not per step
-                log.warning("attention at %s is replaced by another pack; a masked call (score shift) uses "
-                            "ComfyUI's attention for it instead", self.key)
+                log.warning("attention at %s is replaced by another pack; a score-shifted call (masked or with "
+                            "padded heads) uses ComfyUI's attention for it instead", self.key)
                 _warned_masked.add(self.key)
         return default_attention(q, k, v, call, mask)
 

@@ -11,6 +11,7 @@ to itself only, so its output is exactly what it would be without sharing.
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 
@@ -184,8 +185,11 @@ class SharedAttentionControl(AttentionControl):
     slot: str = "attn1"
 
     def attend(self, q, k, v, call, next_attention, mask=None):
-        if mask is not None:  # an outer control already reshaped the keys; nothing to share with
+        if mask is not None or call.head_pad:  # an outer control already reshaped the keys
             return next_attention(q, k, v, call, mask)
         layout = call.layout(q.shape[0])
-        return shared_attention(q, k, v, layout, self.settings,
-                                lambda q_, k_, v_, m: next_attention(q_, k_, v_, call, m), heads=call.heads)
+
+        def attention(q_, k_, v_, m):
+            pad = (q_.shape[-1] - q.shape[-1]) // call.heads  # > 0 where the score shift was folded in
+            return next_attention(q_, k_, v_, dataclasses.replace(call, head_pad=pad) if pad else call, m)
+        return shared_attention(q, k, v, layout, self.settings, attention, heads=call.heads)

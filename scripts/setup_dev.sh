@@ -17,7 +17,7 @@ mkdir -p "$CACHE"
 stamp_ok() { [ -f "$1" ] && [ "$(cat "$1")" = "$2" ]; }
 
 # 1. venv with torch + ComfyUI's runtime dependencies
-DEPS_ID="v4 torch==2.14.1 torchvision==0.29.1"
+DEPS_ID="v5 torch==2.14.1 torchvision==0.29.1 hypothesis"
 if ! stamp_ok "$VENV/.atelier-deps" "$DEPS_ID"; then
   echo "[setup] creating venv at $VENV"
   python3 -m venv "$VENV"

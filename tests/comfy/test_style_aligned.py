@@ -99,12 +99,15 @@ def foreign_replace(log, scale):
 
     def replace(q, k, v, extra_options):
         log.append(extra_options["block"])
-        return attention.optimized_attention(q, k, v, extra_options["n_heads"]) * scale
+        heads, dim_head = extra_options["n_heads"], extra_options["dim_head"]
+        if q.shape[-1] != heads * dim_head:  # packs reshape by the model's dim_head, as this check does
+            raise ValueError(f"q of width {q.shape[-1]} is not {heads} heads x {dim_head}")
+        return attention.optimized_attention(q, k, v, heads) * scale
     return replace
 
 
-@pytest.mark.parametrize("foreign_first", [True, False])
-def test_foreign_replaces_keep_running(comfy, sd15, foreign_first):
+@pytest.mark.parametrize("foreign_first,shift", [(True, 0.0), (False, 0.0), (True, 0.7)])
+def test_foreign_replaces_keep_running(comfy, sd15, foreign_first, shift):
     from tests.pack import pack_module
     dispatcher = pack_module("attention.dispatcher")
     model = sd15[0].model
@@ -118,7 +121,9 @@ def test_foreign_replaces_keep_running(comfy, sd15, foreign_first):
             m.set_model_attn2_replace(foreign_replace(attn2_log, 1.1), key[0], key[1], key[2])
         return m
     foreign_only = add_foreign(model)
-    both = style_aligned(comfy, foreign_only) if foreign_first else add_foreign(style_aligned(comfy, model))
+    ours = dict(shared_score_shift=shift)  # a shift widens the heads of the shared call: never shown to them
+    both = (style_aligned(comfy, foreign_only, **ours) if foreign_first
+            else add_foreign(style_aligned(comfy, model, **ours)))
     base = sample(comfy, foreign_only, sd15)
     attn1_log.clear(), attn2_log.clear()
     out = sample(comfy, both, sd15)
