@@ -1,6 +1,7 @@
 """AtelierInvert in a real ComfyUI: regenerating from x_T with core KSamplerAdvanced (noise off, ddim,
 same steps and scheduler) or SamplerCustom with the returned sigmas gives back the input latent, and
-fixed-point refinement makes that round trip much more exact, for eps and v-prediction models.
+fixed-point refinement makes that round trip much more exact, for eps and v-prediction models
+(flow-matching models: tests/comfy/test_dit_inversion.py).
 
 Test bed: random-weight tiny checkpoints, 64 px (latent 8x8), image-like latents of model-space std 1,
 cfg 1. Errors are RMS(regenerated - input) / RMS(input); model calls per inversion = steps * (1 + K).
@@ -13,7 +14,7 @@ from tests.comfy.inversion_helpers import image_latent, invert, regenerate, rela
 
 CASES = {  # name: (checkpoint, prediction, steps, refine_iterations K)
     "sd15-eps": (SD15, "eps", 10, 5),
-    "sdxl-eps": (SDXL, "eps", 8, 3),
+    "sdxl-eps": (SDXL, "eps", 12, 5),  # at model-space std 1, 8 steps and K=3 gave only x4
     "sd15-v": (SD15, "v_prediction", 10, 5),
 }
 
@@ -78,15 +79,6 @@ def test_sampler_custom_with_the_returned_sigmas_regenerates_like_ksampler_advan
     via_advanced = regenerate(comfy, checkpoint.model, noised, steps, cfg, positive, negative)
     torch.testing.assert_close(out, via_advanced)
     print(f"\nsd15 cfg {cfg}, {steps} steps, K=2: relative round-trip error {relative_error(out, latent):.4g}")
-
-
-def test_flow_models_are_refused_with_a_clear_error(comfy):
-    import comfy_extras.nodes_model_advanced as advanced
-    flow = advanced.ModelSamplingSD3().patch(comfy.sd15.model, 3.0)[0]
-    with pytest.raises(ValueError) as info:
-        invert(comfy, flow, torch.zeros(1, 4, 8, 8), 2)
-    assert type(info.value).__name__ == "AtelierError"
-    assert "AtelierInvert" in str(info.value) and "flow" in str(info.value)
 
 
 def test_the_inversion_tests_image_latent_has_model_space_std_1(comfy):
