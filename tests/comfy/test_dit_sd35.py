@@ -5,16 +5,9 @@ import pytest
 import torch
 
 from tests.comfy.dit_helpers import QKVRecorder, conditioning, sample, tiny_sd35, with_override
+from tests.comfy.style_aligned_node import NEUTRAL, style_aligned
 
-STYLE, REGION, ATTENTION = "AtelierStyleAligned", "AtelierRegion", "AtelierRegionalAttention"
-DEFAULTS = dict(share_attention=True, adain_queries=True, adain_keys=True, adain_values=False,
-                share_group_norm=False, shared_score_scale=1.0, shared_score_shift=0.0, layers="all",
-                unshared_fraction=0.0, start_percent=0.0, end_percent=1.0)
-NEUTRAL = dict(DEFAULTS, share_attention=False, adain_queries=False, adain_keys=False)
-
-
-def style_aligned(comfy, model, **settings):
-    return comfy.node_class(STYLE).execute(model, **dict(DEFAULTS, **settings)).args[0]
+REGION, ATTENTION = "AtelierRegion", "AtelierRegionalAttention"
 
 
 @pytest.fixture(scope="module")

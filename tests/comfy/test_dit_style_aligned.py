@@ -7,16 +7,7 @@ import pytest
 import torch
 
 from tests.comfy.dit_helpers import QKVRecorder, conditioning, sample, tiny_flux, with_override
-
-NODE = "AtelierStyleAligned"
-DEFAULTS = dict(share_attention=True, adain_queries=True, adain_keys=True, adain_values=False,
-                share_group_norm=False, shared_score_scale=1.0, shared_score_shift=0.0, layers="all",
-                unshared_fraction=0.0, start_percent=0.0, end_percent=1.0)
-NEUTRAL = dict(DEFAULTS, share_attention=False, adain_queries=False, adain_keys=False)
-
-
-def style_aligned(comfy, model, **settings):
-    return comfy.node_class(NODE).execute(model, **dict(DEFAULTS, **settings)).args[0]
+from tests.comfy.style_aligned_node import NEUTRAL, NODE, style_aligned
 
 
 @pytest.fixture(scope="module")
