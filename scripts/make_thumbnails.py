@@ -20,7 +20,8 @@ COOL = [(86, 140, 200), (60, 90, 140), (170, 210, 235), (40, 50, 80)]
 SHORT = {"sd_xl_base_1.0.safetensors": "SDXL base 1.0", "v1-5-pruned-emaonly-fp16.safetensors": "SD1.5",
          "ip-adapter_sdxl_vit-h.safetensors": "IP-Adapter SDXL ViT-H", "ip-adapter_sd15.safetensors": "IP-Adapter SD1.5",
          "clip_vision_h.safetensors": "CLIP vision H", "control_v11f1e_sd15_tile_fp16.safetensors": "ControlNet tile",
-         "lcm-lora-sdv1-5.safetensors": "LCM-LoRA"}
+         "lcm-lora-sdv1-5.safetensors": "LCM-LoRA", "flux1-dev.safetensors": "FLUX.1 dev",
+         "clip_l.safetensors": "CLIP-L", "t5xxl_fp8_e4m3fn.safetensors": "T5-XXL fp8", "ae.safetensors": "Flux VAE"}
 
 
 def font(size: int):
@@ -129,6 +130,8 @@ SCENES = {
                                              "sun", "edited")]),
     "all_in_one": composite,
 }
+SCENES["flux_style_aligned_set"] = SCENES["style_aligned_set"]
+SCENES["flux_regional_layout"] = regions
 
 
 def needed_models(template: Path) -> list[str]:

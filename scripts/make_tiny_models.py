@@ -26,6 +26,9 @@ tiny_models.ARTIFACTS.update(creative_synth_artifacts())  # IP-Adapters + CLIP v
 from tiny_models.dit import dit_artifacts  # noqa: E402
 
 tiny_models.ARTIFACTS.update(dit_artifacts())  # tiny Flux.1 diffusion model (issue 10)
+from tiny_models.flux_text import flux_part_artifacts  # noqa: E402
+
+tiny_models.ARTIFACTS.update(flux_part_artifacts())  # tiny Flux text encoders + VAE (its templates)
 
 
 def header_ok(path: Path) -> bool:

@@ -44,8 +44,10 @@ fi
 
 # 3. base directory with the pack linked into custom_nodes
 mkdir -p "$BASE/custom_nodes" "$BASE/models/checkpoints" "$BASE/models/loras" "$BASE/models/controlnet" \
-  "$BASE/models/ipadapter" "$BASE/models/clip_vision" "$BASE/input" "$BASE/output" "$BASE/temp"
+  "$BASE/models/ipadapter" "$BASE/models/clip_vision" "$BASE/models/diffusion_models" \
+  "$BASE/models/text_encoders" "$BASE/models/vae" "$BASE/input" "$BASE/output" "$BASE/temp"
 ln -sfn "$ROOT" "$BASE/custom_nodes/attention_atelier"
+ln -sfn "$ROOT/scripts/test_bed_nodes" "$BASE/custom_nodes/atelier_test_bed_nodes"  # test-only loaders
 
 # 4. seeded random-weight checkpoints (built once)
 "$PY" "$ROOT/scripts/make_tiny_models.py" --comfy "$COMFY" --base "$BASE"
@@ -77,6 +79,7 @@ mkdir -p "$BASE_NEW/custom_nodes" "$BASE_NEW/output" "$BASE_NEW/temp"
 ln -sfn "$BASE/models" "$BASE_NEW/models"
 ln -sfn "$BASE/input" "$BASE_NEW/input"
 ln -sfn "$ROOT" "$BASE_NEW/custom_nodes/attention_atelier"
+ln -sfn "$ROOT/scripts/test_bed_nodes" "$BASE_NEW/custom_nodes/atelier_test_bed_nodes"
 
 # 6. each version's frontend in its own folder (served with --front-end-root)
 for fe in 1.32.9 1.49.6; do

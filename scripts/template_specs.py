@@ -24,11 +24,28 @@ MODELS = {  # file name as the loader shows it -> where ComfyUI's missing-models
     "control_v11f1e_sd15_tile_fp16.safetensors": {
         "url": HF + "comfyanonymous/ControlNet-v1-1_fp16_safetensors/resolve/main/control_v11f1e_sd15_tile_fp16.safetensors",
         "directory": "controlnet"},
+    "flux1-dev.safetensors": {  # Comfy-Org's public copy of black-forest-labs/FLUX.1-dev (non-commercial licence)
+        "url": HF + "Comfy-Org/flux1-dev/resolve/main/flux1-dev.safetensors", "directory": "diffusion_models"},
+    "clip_l.safetensors": {
+        "url": HF + "comfyanonymous/flux_text_encoders/resolve/main/clip_l.safetensors", "directory": "text_encoders"},
+    "t5xxl_fp8_e4m3fn.safetensors": {
+        "url": HF + "comfyanonymous/flux_text_encoders/resolve/main/t5xxl_fp8_e4m3fn.safetensors",
+        "directory": "text_encoders"},
+    "ae.safetensors": {
+        "url": HF + "Comfy-Org/Lumina_Image_2.0_Repackaged/resolve/main/split_files/vae/ae.safetensors",
+        "directory": "vae"},
 }
 
 SDXL_MODEL = "- `sd_xl_base_1.0.safetensors` in `models/checkpoints`"
 SD15_MODEL = "- `v1-5-pruned-emaonly-fp16.safetensors` in `models/checkpoints`"
 MISSING = "ComfyUI offers the download of a missing file when the workflow opens."
+FLUX_MODELS = """- `flux1-dev.safetensors` in `models/diffusion_models` (FLUX.1 dev; any Flux.1 dev/schnell fine-tune
+  works; on a 12-16 GB card set *Load Diffusion Model* `weight_dtype` to fp8_e4m3fn)
+- `clip_l.safetensors` and `t5xxl_fp8_e4m3fn.safetensors` in `models/text_encoders`
+- `ae.safetensors` in `models/vae`"""
+FLUX_SAMPLING = """Flux dev is guidance-distilled: the strength is *Flux guidance* (3.5), KSampler stays at cfg 1
+(the negative is unused), euler / simple, about 20 steps. For FLUX.1 schnell: 4 steps, no FluxGuidance
+needed."""
 
 SPECS = {
     "aesthetic_mix": {
@@ -217,6 +234,55 @@ The LCM-LoRA wants sampler `lcm`, 8 steps, cfg 1-2; with another LoRA use euler,
             {"width": 420, "groups": [("Atelier: style, image, regions", ["10", "15", "16"])]},
             {"groups": [("Atelier: regions, aesthetic", ["17", "18"]), ("ControlNet", ["20"])]},
             {"groups": [("Sample and save", ["21", "22", "23", "24"])]},
+        ],
+    },
+    "flux_style_aligned_set": {
+        "note": f"""
+## StyleAligned set (FLUX.1)
+One image per line of *Batch Prompts*, all in one style: in every joint attention block the image tokens
+of each image also attend to the first image's image tokens (row 0 is the style reference), after
+AdaIN gives their queries/keys row 0's statistics. Text tokens are untouched.
+
+**Change first:** the prompts (one per line) and the `style` words appended to every line.
+
+{FLUX_SAMPLING}
+
+**Not on Flux:** `share_group_norm` (Flux has no GroupNorm; refused with a message).
+
+**Models** ({MISSING})
+{FLUX_MODELS}
+""",
+        "note_height": 520,
+        "columns": [
+            {"groups": [("Models", ["1", "2", "3"])]},
+            {"width": 380, "groups": [("Prompts (change first)", ["5", "6", "7"]), ("Image size", ["8"])]},
+            {"groups": [("Atelier: StyleAligned", ["4"])]},
+            {"groups": [("Sample and save", ["9", "10", "11"])]},
+        ],
+    },
+    "flux_regional_layout": {
+        "note": f"""
+## Regional layout (FLUX.1)
+Boxes put each local prompt in its place: in Flux's joint attention the image tokens inside a box also
+attend to that box's prompt tokens, with the box's weight curve over the steps. Draw the boxes in the
+*Regions* editor (drag on empty space to add, drag to move, the corner to resize, Delete removes).
+*Region: cloud* is the same as one node with a step curve.
+
+**Change first:** the full prompt, the boxes and their prompts.
+
+**Must match:** the editor's aspect (`width`/`height` in its JSON) = the latent's aspect.
+
+{FLUX_SAMPLING}
+
+**Models** ({MISSING})
+{FLUX_MODELS}
+""",
+        "note_height": 560,
+        "columns": [
+            {"groups": [("Models", ["1", "2", "3"])]},
+            {"width": 380, "groups": [("Prompts (change first)", ["4", "5", "6", "7"]), ("Image size", ["11"])]},
+            {"width": 420, "groups": [("Atelier: regions", ["8", "9", "10"])]},
+            {"groups": [("Sample and save", ["12", "13", "14"])]},
         ],
     },
 }

@@ -28,6 +28,9 @@ DEFAULT_BASE = Path(os.environ.get("ATELIER_BASE", CACHE_DIR / _base))
 DEFAULT_FRONTEND_ROOT = Path(os.environ.get(
     "ATELIER_FRONTEND", CACHE_DIR / "frontends" / FRONTEND_VERSION / "comfyui_frontend_package" / "static"))
 PACK_LINK_NAME = "attention_atelier"
+# test-only loaders for the tiny stand-ins ComfyUI's own loaders cannot build (never shipped)
+TEST_BED_NODES_DIR = REPO_ROOT / "scripts" / "test_bed_nodes"
+TEST_BED_NODES_LINK_NAME = "atelier_test_bed_nodes"
 
 
 def comfy_version(comfy_dir: Path | str = DEFAULT_COMFY) -> str:
@@ -48,12 +51,14 @@ def ensure_base_dirs(base: Path | str, link_pack: bool = True) -> Path:
     """Create BASE/{custom_nodes,models/*,input,output,temp}; symlink the repo into custom_nodes."""
     base = Path(base)
     for sub in ("custom_nodes", "models/checkpoints", "models/loras", "models/controlnet",
-                "models/ipadapter", "models/clip_vision", "input", "output", "temp"):
+                "models/ipadapter", "models/clip_vision", "models/diffusion_models", "models/text_encoders",
+                "models/vae", "input", "output", "temp"):
         (base / sub).mkdir(parents=True, exist_ok=True)
     if link_pack:
-        link = base / "custom_nodes" / PACK_LINK_NAME
-        if not link.exists() and not link.is_symlink():
-            link.symlink_to(REPO_ROOT, target_is_directory=True)
+        for name, target in ((PACK_LINK_NAME, REPO_ROOT), (TEST_BED_NODES_LINK_NAME, TEST_BED_NODES_DIR)):
+            link = base / "custom_nodes" / name
+            if not link.exists() and not link.is_symlink():
+                link.symlink_to(target, target_is_directory=True)
     return base
 
 

@@ -2,10 +2,14 @@
 ControlNet, LoRA) and the pictures a user loads; the tests and `make demo` run them on the tiny
 stand-ins in the test bed instead. :func:`for_test_bed` is that one rewrite, in API format:
 
-- every model file a loader names -> the tiny model of the same kind and family; with ``fast`` (the
+- every model file a loader names -> the tiny model of the same kind and family (Flux.1's diffusion
+  model, text encoders and VAE too); with ``fast`` (the
   default) the SDXL files -> their SD1.5 stand-ins instead (the tiny SDXL samples at ~20 s a step on a
   shared 2-core CPU; node-level SDXL coverage lives in tests/comfy, and one slow e2e test runs an SDXL
   template on the tiny SDXL);
+- UNETLoader / DualCLIPLoader -> the test-bed loaders of the same inputs (scripts/test_bed_nodes):
+  ComfyUI's own cannot build the tiny Flux (its detection pins 24 heads of 128 channels) nor a tiny T5
+  (DualCLIPLoader builds T5 at XXL size); VAELoader, the samplers and every Atelier node stay ComfyUI's;
 - every image a LoadImage names -> the test bed's reference or content picture;
 - every latent / image size -> ``size`` px (the tiny models' scale), every ``steps`` -> about a fifth
   (one map for all nodes, so steps that must match between inversion and regeneration still match).
@@ -21,6 +25,8 @@ from . import SD15, SD15_LORA, SDXL
 from .clip_vision import CLIP_VISION
 from .content_image import CONTENT_IMAGE
 from .controlnet import SD15_CONTROLNET
+from .dit import FLUX
+from .flux_text import FLUX_CLIP_L, FLUX_T5, FLUX_VAE
 from .ip_adapter import SD15_BASE as IP_ADAPTER_SD15, SDXL_BASE as IP_ADAPTER_SDXL
 from .reference_image import REFERENCE_IMAGE
 
@@ -32,14 +38,20 @@ TINY_MODELS = {
     "ip-adapter_sd15.safetensors": IP_ADAPTER_SD15,
     "ip-adapter_sdxl_vit-h.safetensors": IP_ADAPTER_SDXL,
     "control_v11f1e_sd15_tile_fp16.safetensors": SD15_CONTROLNET,
+    "flux1-dev.safetensors": FLUX,
+    "clip_l.safetensors": FLUX_CLIP_L,
+    "t5xxl_fp8_e4m3fn.safetensors": FLUX_T5,
+    "ae.safetensors": FLUX_VAE,
 }
+TEST_BED_LOADERS = {"UNETLoader": "TestBedUNETLoader", "DualCLIPLoader": "TestBedDualCLIPLoader"}
 SDXL_TO_SD15 = {SDXL: SD15, IP_ADAPTER_SDXL: IP_ADAPTER_SD15}
 TEST_IMAGES = {
     "style_reference.png": REFERENCE_IMAGE,
     "content_image.png": CONTENT_IMAGE,
 }
-MODEL_INPUTS = ("ckpt_name", "lora_name", "clip_name", "control_net_name", "ipadapter_name")
-SIZED_NODES = ("EmptyLatentImage", "ImageScale")
+MODEL_INPUTS = ("ckpt_name", "lora_name", "clip_name", "control_net_name", "ipadapter_name", "unet_name",
+                "clip_name1", "clip_name2", "vae_name")
+SIZED_NODES = ("EmptyLatentImage", "EmptySD3LatentImage", "ImageScale")
 TEST_SIZE = 256
 
 
@@ -57,6 +69,7 @@ def for_test_bed(prompt: dict, size: int = TEST_SIZE, fast: bool = True) -> dict
         for name in MODEL_INPUTS:
             if isinstance(inputs.get(name), str):
                 inputs[name] = _mapped(models, inputs[name], node_id, name)
+        node["class_type"] = TEST_BED_LOADERS.get(node.get("class_type"), node.get("class_type"))
         if node.get("class_type") == "LoadImage":
             inputs["image"] = _mapped(TEST_IMAGES, inputs["image"], node_id, "image")
         if node.get("class_type") in SIZED_NODES:

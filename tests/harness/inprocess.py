@@ -11,7 +11,7 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .paths import BASE_DIR, COMFY_DIR, PACK_DIR, SD15, SD15_KLVAE, SD15_LORA, SDXL
+from .paths import BASE_DIR, COMFY_DIR, PACK_DIR, SD15, SD15_KLVAE, SD15_LORA, SDXL, TEST_BED_NODES_DIR
 
 
 class GraphError(AssertionError):
@@ -86,7 +86,8 @@ class ComfyHarness:
 
     # ---- nodes -------------------------------------------------------------------------------
     def load_nodes(self):
-        """Load core + comfy_extras nodes and our pack (from BASE/custom_nodes, as ComfyUI does).
+        """Load core + comfy_extras nodes, our pack (from BASE/custom_nodes, as ComfyUI does) and the
+        test-bed loaders (scripts/test_bed_nodes).
 
         Returns the pack module ComfyUI loaded. Raises if the pack fails to import.
         """
@@ -108,6 +109,8 @@ class ComfyHarness:
                 logging.getLogger().removeHandler(cap)
             if not ok:
                 raise RuntimeError(f"ComfyUI could not load the pack from {PACK_DIR}:\n" + "\n".join(cap.messages))
+            if not asyncio.run(nodes.load_custom_node(str(TEST_BED_NODES_DIR))):  # tiny Flux loaders
+                raise RuntimeError(f"ComfyUI could not load the test-bed nodes from {TEST_BED_NODES_DIR}")
             self._pack = sys.modules[str(PACK_DIR).replace(".", "_x_")]
         return self._pack
 

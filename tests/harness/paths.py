@@ -9,7 +9,7 @@ SCRIPTS_DIR = REPO_ROOT / "scripts"
 if str(SCRIPTS_DIR) not in sys.path:
     sys.path.append(str(SCRIPTS_DIR))  # tiny_models, run_workflow, comfy_server (appended: never shadows)
 
-from tiny_models.env import DEFAULT_BASE as BASE_DIR, DEFAULT_COMFY as COMFY_DIR, PACK_LINK_NAME  # noqa: E402
+from tiny_models.env import DEFAULT_BASE as BASE_DIR, DEFAULT_COMFY as COMFY_DIR, PACK_LINK_NAME, TEST_BED_NODES_DIR  # noqa: E402,F401
 
 WORKFLOWS_API_DIR = REPO_ROOT / "workflows" / "api"
 PACK_DIR = BASE_DIR / "custom_nodes" / PACK_LINK_NAME

@@ -17,7 +17,8 @@ NODE_TITLE_HEIGHT = 30  # LiteGraph.NODE_TITLE_HEIGHT: a node's title bar is dra
 GROUP_TITLE_HEIGHT = 34  # a group's title band (font_size 22 and its padding)
 NOTES = ("Note", "MarkdownNote")
 MODEL_FOLDER = {"CheckpointLoaderSimple": "checkpoints", "LoraLoader": "loras", "CLIPVisionLoader": "clip_vision",
-                "ControlNetLoader": "controlnet", "AtelierIPAdapterLoader": "ipadapter"}
+                "ControlNetLoader": "controlnet", "AtelierIPAdapterLoader": "ipadapter",
+                "UNETLoader": "diffusion_models", "DualCLIPLoader": "text_encoders", "VAELoader": "vae"}
 MODEL_SUFFIXES = (".safetensors", ".sft", ".ckpt", ".pt", ".pth", ".bin")
 THUMBNAIL_MAX_BYTES = 40_000
 
