@@ -126,7 +126,9 @@ class DiTOverride:
             return function(q_, k_, v_, *args[3:], **dict(kwargs, mask=mask))
 
         def base_attention(q_, k_, v_, call_, mask=None):
-            if self.base is not None:
+            # a call with score-shift channels per head goes to ComfyUI's attention, never to another
+            # pack's override (it would read the head size from q and mis-split)
+            if self.base is not None and not call_.head_pad:
                 return call_with(functools.partial(self.base, func), q_, k_, v_, mask)
             return call_with(func, q_, k_, v_, mask)
 

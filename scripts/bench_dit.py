@@ -77,6 +77,7 @@ def main(argv=None) -> int:
         controls = {
             "vanilla": None,
             "StyleAligned": style.SharedAttentionControl(),
+            "StyleAligned + shift": style.SharedAttentionControl(settings=style.SharingSettings(score_shift=0.69)),
             "regional (1 region)": regional.RegionalControl(regions=(regional.Region(
                 cond=local, curve=curves.WeightCurve(), box=(0.0, 0.0, 0.5, 1.0)),)),
             "aesthetic mix": mix.AestheticMixControl(aesthetic=local, strength=0.5),

@@ -77,8 +77,9 @@ def independent_shared_attention(q, k, v, text, scale=1.0, shift=0.0, eps=1e-5):
     return out.transpose(0, 1).reshape(out.shape[1], -1)
 
 
+@pytest.mark.parametrize("fold", [False, True], ids=["shift as a mask", "shift folded into head channels"])
 @pytest.mark.parametrize("layer", [("double", 1), ("single", 0)])
-def test_formula_against_an_independent_computation(comfy, flux, layer):
+def test_formula_against_an_independent_computation(comfy, flux, layer, fold):
     """The foreign override sits under ours, so it sees what our chain passes down: the reference
     row's own q/k/v, then the generated rows' AdaIN'd queries and extended keys. Capture the
     vanilla q/k/v at the layer, run ours on them and compare with the formula written out."""
@@ -100,8 +101,15 @@ def test_formula_against_an_independent_computation(comfy, flux, layer):
             scores = scores + mask
         out = scores.softmax(-1) @ v_
         return out.transpose(1, 2).flatten(2)
+    seen = []
+
+    def kernel(q_, k_, v_, mask):
+        seen.append((q_.shape[-1], mask is None))
+        return attention(q_, k_, v_, mask)
     out = dit_style.dit_shared_attention(q, k, v, rows.chunk_layout(2, [0]), settings, slice(text, q.shape[-2]),
-                                         attention)
+                                         kernel, heads=q.shape[1] if fold else None)
+    head_dim = q.shape[-1]
+    assert seen[1] == ((head_dim + 1, True) if fold else (head_dim, False))  # generated rows: no mask when folded
     torch.testing.assert_close(out[0], attention(q[:1], k[:1], v[:1], None)[0], rtol=0, atol=0)
     expected = independent_shared_attention(q.double(), k.double(), v.double(), text, 1.3, 0.4)
     torch.testing.assert_close(out[1].double(), expected, rtol=1e-4, atol=1e-5)
@@ -157,3 +165,16 @@ def test_what_flux_does_not_support_is_refused_by_name(comfy, flux):
     errors = pack_module("attention.errors")
     with pytest.raises(errors.AtelierError, match=r"AtelierStyleAligned: input 'model'.*Flux.*share_group_norm"):
         style_aligned(comfy, flux[0], share_group_norm=True)
+
+
+def test_a_folded_score_shift_never_reaches_another_packs_override(comfy, flux):
+    """The shift rides in an extra channel per head; another pack's override would read the head size
+    from q and mis-split, so those calls go to ComfyUI's attention: the override sees only head size
+    32 calls, and with it passing results through the output is the same as without it."""
+    model, pos, neg = flux
+    styled = style_aligned(comfy, model, shared_score_shift=0.69)
+    recorder = QKVRecorder(keep=True)
+    out = sample(comfy, with_override(styled, recorder), pos, neg, batch=2, steps=1)
+    head_dims = {c["q"].shape[-1] for c in recorder.calls}
+    assert head_dims == {32}, head_dims
+    torch.testing.assert_close(out, sample(comfy, styled, pos, neg, batch=2, steps=1), rtol=0, atol=0)
