@@ -78,3 +78,20 @@ def test_flux_templates_name_the_public_flux_files(name):
             loaders["DualCLIPLoader"]["type"]) == ("clip_l.safetensors", "t5xxl_fp8_e4m3fn.safetensors", "flux")
     assert loaders["VAELoader"]["vae_name"] == "ae.safetensors"
     assert loaders["KSampler"]["cfg"] == 1.0 and "FluxGuidance" in loaders
+
+
+@pytest.mark.parametrize("relative_to_empty_prompt", [True, False])
+def test_aesthetic_mix_takes_the_flux_text_encoders(comfy, relative_to_empty_prompt):
+    """AtelierAestheticMix encodes its aesthetic with the graph's DualCLIPLoader (T5 + CLIP-L) and mixes
+    it into the prompt's text values: it changes the Flux style set; strength 0 is the graph without it."""
+    graph = without(template("flux_style_aligned_set"), "4", ["1", 0])
+    vanilla = sampled(comfy, graph, "9")
+    mixed = copy.deepcopy(graph)
+    mixed["20"] = {"class_type": "AtelierAestheticMix", "inputs": {
+        "model": ["1", 0], "clip": ["2", 0], "aesthetic": "golden hour, soft light, vibrant colours",
+        "strength": 0.8, "relative_to_empty_prompt": relative_to_empty_prompt, "layers": "all",
+        "start_percent": 0.0, "end_percent": 1.0}}
+    mixed["9"]["inputs"]["model"] = ["20", 0]
+    assert (sampled(comfy, mixed, "9") - vanilla).abs().max() > 1e-3
+    mixed["20"]["inputs"]["strength"] = 0.0
+    torch.testing.assert_close(sampled(comfy, mixed, "9"), vanilla, rtol=0, atol=0)
