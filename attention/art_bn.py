@@ -41,20 +41,26 @@ def art_bn(x: torch.Tensor, ref: torch.Tensor, strength: float, dims: tuple) -> 
     return (x32 + strength * (aligned - x32)).to(x.dtype)
 
 
-def align_generated_rows(x: torch.Tensor, layout: ChunkLayout, strength: float, dims: tuple) -> torch.Tensor:
+def align_generated_rows(x: torch.Tensor, layout: ChunkLayout, strength: float, dims: tuple,
+                         reference=None) -> torch.Tensor:
     """ArtBN on rows 1..B-1 of every chunk against that chunk's row 0; row 0 is returned unchanged.
 
     Same maths as :func:`art_bn`, in few kernels: one statistics pass over every row (float32 for
     half inputs), then one fused multiply-add per element, x + s (ArtBN(x) - x) = x g + (m - mu g)
-    with g = 1 + s (sigma_a / sigma - 1) and m = mu + s (mu_a - mu) per channel (offsets in float32)."""
-    if layout.rows < 2 or strength == 0.0:
+    with g = 1 + s (sigma_a / sigma - 1) and m = mu + s (mu_a - mu) per channel (offsets in float32).
+    ``reference``: (mu_a, sigma_a) of a row 0 left out of x (every row of x is then a generated row)."""
+    if (reference is None and layout.rows < 2) or strength == 0.0:
         return x
     xs = layout.split(x)
     stats_of = xs if xs.dtype in (torch.float32, torch.float64) else xs.float()  # fp16 statistics overflow
     var, mean = torch.var_mean(stats_of, dim=dims, keepdim=True)  # every row at once
     std = var.add_(EPS).sqrt_()
     # whole batch: row 0 gets gain exactly 1 and offset exactly 0, so it comes back bit for bit
-    gain, target = std.narrow(1, 0, 1) / std, mean.narrow(1, 0, 1)
+    if reference is None:
+        gain, target = std.narrow(1, 0, 1) / std, mean.narrow(1, 0, 1)
+    else:
+        target, ref_std = (t.to(std) for t in reference)
+        gain = ref_std / std
     if strength != 1.0:
         gain = gain.sub_(1.0).mul_(strength).add_(1.0)
         target = torch.lerp(mean, target, strength)
@@ -91,10 +97,11 @@ class ArtBNNormControl(AttentionControl):
     slot: str = "norm"
     chains_group_norm = False  # acts in prepare_norm_input only: the norm itself runs unchanged
 
-    def prepare_norm_input(self, x, layout: ChunkLayout):
+    def prepare_norm_input(self, x, layout: ChunkLayout, reference=None):
         # the whole batch, before any control (GroupNorm sharing) splits it: order-independent
         spatial = tuple(range(2 - x.ndim, 0))  # (batch, channels, height, width): over height x width
-        return align_generated_rows(x, layout, self.strength, spatial)
+        return align_generated_rows(x, layout, self.strength, spatial,
+                                    reference=None if reference is None else reference.channel)
 
-    def group_norm(self, norm_forward, x, layout: ChunkLayout):
+    def group_norm(self, norm_forward, x, layout: ChunkLayout, reference=None):
         return norm_forward(x)

@@ -79,6 +79,10 @@ class AttentionControl:
     slot: str = "attn1"  # "attn1" (self-attention) or "attn2" (cross-attention)
     layers: LayerSelection = LayerSelection()
     window: Window = Window()
+    # whether what the control gives a row may depend on row 0 of its chunk (the reference): then
+    # reference-image mode's cache records and replays row 0 at the control's layers. False only for
+    # controls that act on each row alone.
+    reads_reference_row = True
 
     def active_at(self, run: RunInfo) -> bool:
         return self.window.contains(run.sigma, run.model_sampling)

@@ -19,6 +19,7 @@ from . import dit_layout
 from .controls import AttentionCall, RunInfo
 from .errors import AtelierError
 from .prompt_count import outer_sample_wrapper
+from ..inversion.reference_cache import RECORD_KEY, REPLAY_KEY
 
 try:  # guarded: the maths in this package imports without ComfyUI
     import comfy.ldm.modules.attention as comfy_attention
@@ -170,8 +171,21 @@ class Dispatcher:
 
     def __init__(self, key: tuple, controls: tuple, base, run: RunInfo):
         self.key, self.controls, self.base, self.run = key, controls, base, run
+        # reference-image mode's cache records / replays row 0 here (see inversion/reference_cache.py)
+        self.reads_reference = any(getattr(c, "reads_reference_row", True) for c in controls)
 
     def __call__(self, q, k, v, extra_options):
+        if self.reads_reference:
+            layer = (self.controls[0].slot, self.key)
+            replay = extra_options.get(REPLAY_KEY)
+            if replay is not None:
+                return replay.attend(layer, q, k, v, extra_options, self.run_controls)
+            recorder = extra_options.get(RECORD_KEY)
+            if recorder is not None:
+                recorder.record_attention(layer, q, k, v, extra_options)
+        return self.run_controls(q, k, v, extra_options)
+
+    def run_controls(self, q, k, v, extra_options):
         call = AttentionCall(extra_options=extra_options, key=self.key, run=self.run)
         for control in self.controls:
             q, k, v = control.prepare(q, k, v, call)

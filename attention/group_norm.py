@@ -16,6 +16,7 @@ import torch
 
 from .controls import AttentionControl
 from .dispatcher import CURRENT_OPTIONS, PACK_KEY, RUN_KEY
+from ..inversion.reference_cache import RECORD_KEY, REPLAY_KEY
 from .rows import chunk_layout
 from .schedule import Window
 
@@ -27,14 +28,14 @@ class GroupNormShareControl(AttentionControl):
     window: Window = Window()
     slot: str = "norm"
 
-    def prepare_norm_input(self, x, layout):
+    def prepare_norm_input(self, x, layout, reference=None):
         return x
 
-    def group_norm(self, norm_forward, x, layout):
-        return shared_group_norm(norm_forward, x, layout)
+    def group_norm(self, norm_forward, x, layout, reference=None):
+        return shared_group_norm(norm_forward, x, layout, reference)
 
 
-def shared_group_norm(norm_forward, x: torch.Tensor, layout) -> torch.Tensor:
+def shared_group_norm(norm_forward, x: torch.Tensor, layout, reference=None) -> torch.Tensor:
     """GroupNorm of each generated row over its activations joined (along width) with row 0's.
 
     When ``norm_forward`` is a GroupNorm module's own forward (:class:`ModuleNorm`) the joint
@@ -42,18 +43,25 @@ def shared_group_norm(norm_forward, x: torch.Tensor, layout) -> torch.Tensor:
     joint mean is the midpoint of the two means and the joint (biased) variance the mean of the two
     variances plus the squared half-difference of the means. Row 0 is normalised alone, as without
     sharing.
+
+    ``reference`` (reference_cache.NormStats of a row 0 left out of the batch): every row of x is a
+    generated row and row 0's statistics come from it.
     """
-    if layout.rows < 2:
+    if reference is None and layout.rows < 2:
         return norm_forward(x)
     norm = getattr(norm_forward, "module", None)
     if norm is not None and x.ndim >= 3 and x.shape[1] == norm.num_channels:
         params = _plain_parameters(norm, x)
         if params is not None:
-            out = joint_group_norm(x, layout, norm.num_groups, *params, norm.eps)
-            # row 0 by the module itself: bit for bit what it gives without sharing
-            layout.split(out).select(1, 0).copy_(norm_forward(layout.split(x).select(1, 0)))
+            out = joint_group_norm(x, layout, norm.num_groups, *params, norm.eps,
+                                   reference=None if reference is None else reference.group)
+            if reference is None:  # row 0 by the module itself: bit for bit what it gives without sharing
+                layout.split(out).select(1, 0).copy_(norm_forward(layout.split(x).select(1, 0)))
             return out
     xs = layout.split(x)  # (chunks, B, C, H, W)
+    if reference is not None:  # a stand-in row 0 with the recorded group statistics
+        joined = torch.cat([xs, stand_in_row(reference, xs).expand_as(xs)], dim=-1).flatten(0, 1)
+        return norm_forward(joined)[..., :x.shape[-1]]
     ref, gen = xs[:, :1], xs[:, 1:]
     width = x.shape[-1]
     joined = torch.cat([gen, ref.expand_as(gen)], dim=-1).flatten(0, 1)
@@ -64,12 +72,18 @@ def shared_group_norm(norm_forward, x: torch.Tensor, layout) -> torch.Tensor:
     return out.flatten(0, 1)
 
 
-def joint_group_norm(x: torch.Tensor, layout, groups: int, weight, bias, eps: float) -> torch.Tensor:
-    """:func:`shared_group_norm`'s maths for a plain GroupNorm (weight, bias: (C,) or None)."""
+def joint_group_norm(x: torch.Tensor, layout, groups: int, weight, bias, eps: float,
+                     reference=None) -> torch.Tensor:
+    """:func:`shared_group_norm`'s maths for a plain GroupNorm (weight, bias: (C,) or None).
+    ``reference``: row 0's (mean, biased variance) per group, (chunks, 1, G, 1), for an x of generated
+    rows only; else row 0 of x is the reference."""
     xg = x.view(layout.chunks, layout.rows, groups, -1)
     stats_of = xg if xg.dtype in (torch.float32, torch.float64) else xg.float()
     var, mean = torch.var_mean(stats_of, dim=-1, correction=0, keepdim=True)  # (chunks, B, G, 1)
-    ref_mean, ref_var = mean.narrow(1, 0, 1), var.narrow(1, 0, 1)  # row 0 itself: its own statistics
+    if reference is None:
+        ref_mean, ref_var = mean.narrow(1, 0, 1), var.narrow(1, 0, 1)  # row 0 itself: its own statistics
+    else:
+        ref_mean, ref_var = (t.to(mean) for t in reference)
     half_gap = (mean - ref_mean).mul_(0.5)
     joint_mean = torch.lerp(mean, ref_mean, 0.5)  # row 0: exactly its own mean and variance
     rstd = torch.lerp(var, ref_var, 0.5).addcmul_(half_gap, half_gap).add_(eps).rsqrt_()
@@ -85,6 +99,23 @@ def joint_group_norm(x: torch.Tensor, layout, groups: int, weight, bias, eps: fl
     out = torch.empty_like(x)
     torch.addcmul(shift, channels(x), scale, out=channels(out))
     return out
+
+
+def stand_in_row(reference, xs: torch.Tensor) -> torch.Tensor:
+    """A row (chunks, 1, C, ...) whose every group has the recorded mean and biased variance (up to
+    rounding): mean +- std on alternate elements (for an odd group size one element at the mean and the
+    others scaled). For GroupNorms whose forward patches weights at call time, where the joined copy is
+    normalised by the module itself."""
+    mean, var = reference.group  # (chunks, 1, G, 1)
+    groups = mean.shape[2]
+    n = xs[0, 0].numel() // groups
+    pattern = torch.ones(n, dtype=torch.float64)
+    pattern[1::2] = -1.0
+    if n % 2:
+        pattern[-1] = 0.0
+        pattern *= (n / (n - 1)) ** 0.5 if n > 1 else 0.0
+    row = mean.double() + var.double().sqrt() * pattern.to(mean.device)  # (chunks, 1, G, n)
+    return row.reshape(xs.shape[0], 1, *xs.shape[2:]).to(xs.dtype)
 
 
 def _plain_parameters(norm, x):
@@ -121,9 +152,9 @@ def _active_norm_controls(options) -> list:
     return [c for c in options.get(PACK_KEY, ()) if c.slot == "norm" and c.active_at(run)]
 
 
-def _run_norm_control(control, norm_forward, layout, x):
+def _run_norm_control(control, norm_forward, layout, reference, x):
     # phase 2, chained: group_norm(norm_forward, x, layout) may split the batch (sharing does)
-    return control.group_norm(norm_forward, x, layout)
+    return control.group_norm(norm_forward, x, layout, reference)
 
 
 class _SharedNormMixin:
@@ -135,12 +166,18 @@ class _SharedNormMixin:
         if not controls:
             return super().forward(x)
         layout = chunk_layout(x.shape[0], options.get("cond_or_uncond"))
+        # reference-image mode's cache: row 0's statistics recorded here, or read from it (row 0 absent)
+        reference, replay, recorder = None, options.get(REPLAY_KEY), options.get(RECORD_KEY)
+        if replay is not None:
+            reference = replay.next_norm(x, layout)
+        elif recorder is not None:
+            recorder.record_norm(x, layout, self.num_groups)
         for control in controls:  # phase 1 on the whole batch, as in the attention dispatcher
-            x = control.prepare_norm_input(x, layout)
+            x = control.prepare_norm_input(x, layout, reference)
         norm_forward = ModuleNorm(self, super().forward)
         for control in reversed(controls):  # stack order, like the attention chain
             if getattr(control, "chains_group_norm", True):
-                norm_forward = functools.partial(_run_norm_control, control, norm_forward, layout)
+                norm_forward = functools.partial(_run_norm_control, control, norm_forward, layout, reference)
         return norm_forward(x)
 
 
@@ -148,11 +185,12 @@ _classes: dict = {}
 
 
 def sharing_copy(norm: torch.nn.GroupNorm) -> torch.nn.Module:
-    """A shallow copy of ``norm`` (sharing its parameter dict) whose forward shares statistics."""
-    base = type(norm)
+    """A shallow copy of ``norm`` (sharing its parameter dict) whose forward shares statistics; of a
+    sharing copy too (same class, same parameters)."""
+    base = getattr(type(norm), "atelier_base", type(norm))
     cls = _classes.get(base)
     if cls is None:
-        cls = type(f"Shared{base.__name__}", (_SharedNormMixin, base), {})
+        cls = type(f"Shared{base.__name__}", (_SharedNormMixin, base), {"atelier_base": base})
         _classes[base] = cls
     shared = cls.__new__(cls)
     shared.__dict__.update(norm.__dict__)
@@ -160,8 +198,12 @@ def sharing_copy(norm: torch.nn.GroupNorm) -> torch.nn.Module:
 
 
 def install_group_norm_sharing(model):
-    """Object-patch every GroupNorm of a (cloned) model's UNet with a sharing copy."""
+    """Object-patch every GroupNorm of a (cloned) model's UNet with a sharing copy. The UNet's modules
+    are whatever the model loaded last put there (another patched clone's sharing copies included), so
+    each norm is taken from this model's own view (its object patches, else the original)."""
     diffusion_model = model.get_model_object("diffusion_model")
     for name, module in diffusion_model.named_modules():
-        if isinstance(module, torch.nn.GroupNorm) and not getattr(module, "atelier_shared", False):
-            model.add_object_patch(f"diffusion_model.{name}", sharing_copy(module))
+        key = f"diffusion_model.{name}"
+        if isinstance(module, torch.nn.GroupNorm) and not getattr(model.object_patches.get(key), "atelier_shared",
+                                                                  False):
+            model.add_object_patch(key, sharing_copy(model.get_model_object(key)))

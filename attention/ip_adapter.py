@@ -81,6 +81,7 @@ class ImagePromptControl(AttentionControl):
     layers: LayerSelection = LayerSelection()
     window: Window = Window()
     slot: str = "attn2"
+    reads_reference_row = False  # each row alone (see AttentionControl)
     _projected: dict = field(default_factory=dict, repr=False)  # (layer, rows, device, dtype) -> K/V tables
 
     def keys_values(self, index: int, layout: ChunkLayout, like: torch.Tensor, reference_first: bool = False):

@@ -141,6 +141,7 @@ class RegionalControl(AttentionControl):
     layers: LayerSelection = LayerSelection()
     window: Window = Window()
     slot: str = "attn2"
+    reads_reference_row = False  # each row alone (see AttentionControl)
 
     def attend(self, q, k, v, call, next_attention, mask=None):
         chain_out = next_attention(q, k, v, call, mask)

@@ -40,3 +40,19 @@ def chunk_layout(batch: int, cond_or_uncond) -> ChunkLayout:
     if batch % len(kinds) != 0:
         raise ValueError(f"batch of {batch} rows does not split into {len(kinds)} chunks {list(kinds)}")
     return ChunkLayout(chunks=len(kinds), rows=batch // len(kinds), cond_or_uncond=kinds)
+
+
+def insert_rows(x: torch.Tensor, chunks: int, first: torch.Tensor) -> torch.Tensor:
+    """(chunks * B, ...) with ``first`` (chunks, ...) -> (chunks * (B + 1), ...), ``first`` leading each chunk."""
+    rows = x.reshape(chunks, x.shape[0] // chunks, *x.shape[1:])
+    return torch.cat([first.unsqueeze(1).to(rows), rows], dim=1).flatten(0, 1)
+
+
+def strip_rows(out: torch.Tensor, chunks: int) -> torch.Tensor:
+    """Drop row 0 of every chunk: (chunks * (B + 1), ...) -> (chunks * B, ...)."""
+    return out.reshape(chunks, out.shape[0] // chunks, *out.shape[1:])[:, 1:].flatten(0, 1)
+
+
+def chunk_first_rows(x: torch.Tensor, chunks: int) -> torch.Tensor:
+    """Row 0 of every chunk: (chunks * B, ...) -> (chunks, ...)."""
+    return x.reshape(chunks, x.shape[0] // chunks, *x.shape[1:])[:, 0]

@@ -21,6 +21,7 @@ from .controls import AttentionControl
 from .layers import LayerSelection
 from .rows import ChunkLayout
 from .schedule import Window
+from ..inversion.reference_cache import REPLAYED_ROW_KEY
 
 EPS = 1e-5
 
@@ -109,12 +110,15 @@ def materialises_scores(device: torch.device) -> bool:
     return device.type == "cpu"
 
 
-def shared_attention(q, k, v, layout: ChunkLayout, settings: SharingSettings, attention, heads=None):
+def shared_attention(q, k, v, layout: ChunkLayout, settings: SharingSettings, attention, heads=None,
+                     reference_output: bool = True):
     """Shared attention over a batch laid out in chunks; ``attention(q, k, v, mask)`` does the softmax.
 
     With ``heads`` (the call's head count) a score shift is folded into one extra channel per head
     (see :func:`folded_constants`) and no mask is passed, so fused kernels run; without it a shift
     is passed as an additive mask. Either way the maths is the module docstring's formula.
+    ``reference_output=False``: row 0's own attention is not computed (zeros in its place), for a row 0
+    whose output is dropped (reference-image mode replaying it from its cache).
     """
     if layout.rows < 2 or settings.neutral:
         return attention(q, k, v, None)
@@ -160,7 +164,10 @@ def shared_attention(q, k, v, layout: ChunkLayout, settings: SharingSettings, at
     _generated_rows(vs, settings.adain_values, own(v_gen.narrow(2, 0, tokens)), 1.0, channels)
     own(v_gen.narrow(2, tokens, tokens)).copy_(channels(_ref(vs)))
 
-    out_ref = attention(qs.select(1, 0), ks.select(1, 0), vs.select(1, 0), None)  # the unshared call's rows
+    if reference_output:
+        out_ref = attention(qs.select(1, 0), ks.select(1, 0), vs.select(1, 0), None)  # the unshared call's rows
+    else:
+        out_ref = q.new_zeros(chunks, q_tokens, width)
     q_gen, k_gen, v_gen = (t.view(chunks * (rows - 1), t.shape[2], -1) for t in (q_gen, k_gen, v_gen))
     per_call = q_gen.shape[0]
     if materialises_scores(q.device):
@@ -192,4 +199,5 @@ class SharedAttentionControl(AttentionControl):
         def attention(q_, k_, v_, m):
             pad = (q_.shape[-1] - q.shape[-1]) // call.heads  # > 0 where the score shift was folded in
             return next_attention(q_, k_, v_, dataclasses.replace(call, head_pad=pad) if pad else call, m)
-        return shared_attention(q, k, v, layout, self.settings, attention, heads=call.heads)
+        return shared_attention(q, k, v, layout, self.settings, attention, heads=call.heads,
+                                reference_output=not call.extra_options.get(REPLAYED_ROW_KEY))

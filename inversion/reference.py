@@ -5,6 +5,9 @@ reference x_ref(sigma) (from the trajectory) with the inversion's own conditioni
 caller's rows. The reference row gets no ControlNet residual, and its output is dropped, so the caller
 gets back exactly B rows per chunk. Shared attention / GroupNorm sharing see row 0 as the reference
 with no change of their own. ``cond_or_uncond`` is left as it is: chunk kinds do not change.
+
+With a :class:`~.reference_cache.ReferenceCache` (``reference_cache_mb`` > 0) a call whose reference row
+was recorded before runs the caller's rows only, the layers reading row 0 from the cache.
 """
 from __future__ import annotations
 
@@ -14,24 +17,13 @@ import math
 import torch
 
 from ..attention.errors import AtelierError
-from ..attention.rows import chunk_layout
+from ..attention.rows import chunk_first_rows, chunk_layout, insert_rows, strip_rows  # noqa: F401 (re-exported)
+from .reference_cache import (ACTIVE, RECORD_KEY, REFERENCE_INSERTED_KEY, REPLAY_KEY, ReplayMissing,  # noqa: F401
+                              StepReplay, digest, sampling_context)
 
 log = logging.getLogger("attention_atelier")
 
 REFERENCE_KEY = "attention_atelier.reference"
-# set in a model call's transformer_options while its chunks start with an inserted reference row
-REFERENCE_INSERTED_KEY = "attention_atelier.reference_inserted"
-
-
-def insert_rows(x: torch.Tensor, chunks: int, reference: torch.Tensor) -> torch.Tensor:
-    """(chunks * B, ...) with reference (chunks, ...) -> (chunks * (B + 1), ...), reference first per chunk."""
-    rows = x.reshape(chunks, x.shape[0] // chunks, *x.shape[1:])
-    return torch.cat([reference.unsqueeze(1).to(rows), rows], dim=1).flatten(0, 1)
-
-
-def strip_rows(out: torch.Tensor, chunks: int) -> torch.Tensor:
-    """Drop row 0 of every chunk: (chunks * (B + 1), ...) -> (chunks * B, ...)."""
-    return out.reshape(chunks, out.shape[0] // chunks, *out.shape[1:])[:, 1:].flatten(0, 1)
 
 
 def repeat_tokens(context: torch.Tensor, length: int) -> torch.Tensor:
@@ -45,10 +37,6 @@ def insert_context(context: torch.Tensor, references: list) -> torch.Tensor:
     length = math.lcm(context.shape[1], *[r.shape[1] for r in references])
     reference = torch.cat([repeat_tokens(r, length) for r in references]).to(context)
     return insert_rows(repeat_tokens(context, length), len(references), reference)
-
-
-def chunk_first_rows(x: torch.Tensor, chunks: int) -> torch.Tensor:
-    return x.reshape(chunks, x.shape[0] // chunks, *x.shape[1:])[:, 0]
 
 
 def insert_control(control, chunks: int, batch: int):
@@ -69,9 +57,10 @@ def insert_control(control, chunks: int, batch: int):
 class ReferenceRows:
     """APPLY_MODEL wrapper replaying a trajectory as row 0 of every chunk (key :data:`REFERENCE_KEY`)."""
 
-    def __init__(self, trajectory, row: int = 0):
+    def __init__(self, trajectory, row: int = 0, cache=None):
         self.trajectory = trajectory
         self.row = row
+        self.cache = cache  # a ReferenceCache, or None (off)
         self._warned = False
 
     def __deepcopy__(self, memo):
@@ -88,8 +77,22 @@ class ReferenceRows:
             return executor(x, t, c_concat, c_crossattn, control, transformer_options, **kwargs)
         chunks = layout.chunks
         chunk_sigmas = chunk_first_rows(t, chunks)
-        reference_x = torch.stack([self.trajectory.latent_at(float(s), self.row) for s in chunk_sigmas])
         conds = [self.trajectory.conds_for(kind) for kind in layout.cond_or_uncond]
+        key = self._cache_key(layout, x, chunk_sigmas, conds, c_crossattn, c_concat, kwargs, transformer_options)
+        recorder = None
+        if key is not None:
+            entry = self.cache.lookup(key)
+            if entry is not None:
+                transformer_options[REPLAY_KEY] = StepReplay(entry)
+                try:  # the caller's rows only; ControlNet lists copied (the UNet pops from them)
+                    return executor(x, t, c_concat, c_crossattn, _copied_control(control), transformer_options,
+                                    **kwargs)
+                except ReplayMissing as error:
+                    self.cache.replay_failed(error)
+                finally:
+                    transformer_options.pop(REPLAY_KEY, None)
+            recorder = self.cache.recorder()
+        reference_x = torch.stack([self.trajectory.latent_at(float(s), self.row) for s in chunk_sigmas])
 
         x = insert_rows(x, chunks, reference_x.to(device=x.device, dtype=x.dtype))
         t = insert_rows(t, chunks, chunk_sigmas)
@@ -103,11 +106,40 @@ class ReferenceRows:
                 kwargs[name] = insert_rows(value, chunks, self._stack(conds, name, value))
         control = insert_control(control, chunks, batch)
         transformer_options[REFERENCE_INSERTED_KEY] = True
+        if recorder is not None:
+            transformer_options[RECORD_KEY] = recorder
         try:
             out = executor(x, t, c_concat, c_crossattn, control, transformer_options, **kwargs)
         finally:
             transformer_options.pop(REFERENCE_INSERTED_KEY, None)
+            transformer_options.pop(RECORD_KEY, None)
+        if recorder is not None:
+            self.cache.store(key, recorder)
         return strip_rows(out, chunks)
+
+    def _cache_key(self, layout, x, chunk_sigmas, conds, c_crossattn, c_concat, kwargs, transformer_options):
+        """The step key of this call in the active cache, or None: no cache, not active for this sampling
+        run (see :func:`reference_cache.sampling_context`), or per-call patches (e.g. GLIGEN)."""
+        if self.cache is None or ACTIVE.get() is not self.cache or self.cache.disabled:
+            return None
+        if transformer_options.get("patches"):
+            self.cache.log_once("patches", logging.INFO, "reference cache: not used for model calls with "
+                                "conditioning patches (%s)", ", ".join(transformer_options["patches"]))
+            return None
+        chunks, batch = layout.chunks, x.shape[0]
+        inputs = [("c_crossattn", c, None if cond.c_crossattn is not None else
+                   digest(chunk_first_rows(c_crossattn, chunks)[c])) for c, cond in enumerate(conds)
+                  if c_crossattn is not None]
+        named = [("c_concat", c_concat)] if isinstance(c_concat, torch.Tensor) and c_concat.shape[0] == batch else []
+        named += [(n, v) for n, v in kwargs.items() if isinstance(v, torch.Tensor) and v.ndim > 0 and v.shape[0] == batch]
+        for name, value in named:
+            fallback = chunk_first_rows(value, chunks)
+            for c, cond in enumerate(conds):
+                own = cond.c_concat if name == "c_concat" else cond.extra.get(name)
+                usable = own is not None and tuple(own.shape[1:]) == tuple(value.shape[1:])
+                inputs.append((name, c, None if usable else digest(fallback[c])))
+        return (layout.cond_or_uncond, tuple(float(s) for s in chunk_sigmas), tuple(x.shape[1:]), str(x.dtype),
+                str(x.device), str(getattr(c_crossattn, "dtype", None)), tuple(inputs))
 
     @staticmethod
     def _context(cond, like: torch.Tensor, chunk: int, chunks: int) -> torch.Tensor:
@@ -140,9 +172,27 @@ def check_latent_size(trajectory, latent_image: torch.Tensor, node: str, input_n
                            "or resize the reference image before VAEEncode and AtelierInvert.")
 
 
-def size_check_wrapper(trajectory, node: str):
-    """OUTER_SAMPLE wrapper that checks the latent size before any model call."""
+def _copied_control(control):
+    if control is None:
+        return None
+    return {name: list(value) if isinstance(value, list) else value for name, value in control.items()}
+
+
+def size_check_wrapper(trajectory, node: str, cache=None):
+    """OUTER_SAMPLE wrapper that checks the latent size before any model call and, with a cache,
+    decides whether this sampling run may use it (and empties it for a new model or settings)."""
     def outer_sample(executor, noise, latent_image, *args, **kwargs):
         check_latent_size(trajectory, latent_image, node)
-        return executor(noise, latent_image, *args, **kwargs)
+        if cache is None:
+            return executor(noise, latent_image, *args, **kwargs)
+        context, why_not = sampling_context(executor.class_obj, trajectory)
+        if context is None:
+            cache.log_once(why_not, logging.WARNING, "reference cache not used: %s", why_not)
+        else:
+            cache.use_context(context)
+        token = ACTIVE.set(cache if context is not None else None)
+        try:
+            return executor(noise, latent_image, *args, **kwargs)
+        finally:
+            ACTIVE.reset(token)
     return outer_sample

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from ..attention.errors import AtelierError
 from .reference import REFERENCE_KEY, ReferenceRows, size_check_wrapper
+from .reference_cache import MAX_CACHE_MB, ReferenceCache
 from .trajectory import Trajectory
 
 try:  # guarded: imports without ComfyUI
@@ -11,8 +12,10 @@ except ImportError:  # pragma: no cover
     patcher_extension = None
 
 
-def attach_reference(model, trajectory, node: str, input_name: str = "reference"):
-    """Install reference-image mode on ``model`` (already a clone); one reference per model."""
+def attach_reference(model, trajectory, node: str, input_name: str = "reference", cache_mb: int = 0,
+                     cache_input: str = "reference_cache_mb"):
+    """Install reference-image mode on ``model`` (already a clone); one reference per model. With
+    ``cache_mb`` > 0 the reference row is recorded on the first run and replayed from the CPU after."""
     if not isinstance(trajectory, Trajectory):
         raise AtelierError(node, input_name, f"got a {type(trajectory).__name__}, not an inversion trajectory.",
                            "wire AtelierInvert's trajectory output here.")
@@ -21,9 +24,14 @@ def attach_reference(model, trajectory, node: str, input_name: str = "reference"
         raise AtelierError(node, input_name, f"the reference was inverted with a {trajectory.model_family} model "
                            f"but this model is {family}.",
                            "invert the reference with the same checkpoint family as the one you generate with.")
+    if isinstance(cache_mb, bool) or not isinstance(cache_mb, int) or not 0 <= cache_mb <= MAX_CACHE_MB:
+        raise AtelierError(node, cache_input, f"got {cache_mb!r}; it is a whole number of MiB from 0 to {MAX_CACHE_MB}.",
+                           "use 0 to turn the cache off, or the CPU memory (MiB) it may keep.")
+    cache = ReferenceCache(cache_mb) if cache_mb > 0 else None
     for kind in (patcher_extension.WrappersMP.APPLY_MODEL, patcher_extension.WrappersMP.OUTER_SAMPLE):
         model.remove_wrappers_with_key(kind, REFERENCE_KEY)
-    model.add_wrapper_with_key(patcher_extension.WrappersMP.APPLY_MODEL, REFERENCE_KEY, ReferenceRows(trajectory))
+    model.add_wrapper_with_key(patcher_extension.WrappersMP.APPLY_MODEL, REFERENCE_KEY,
+                               ReferenceRows(trajectory, cache=cache))
     model.add_wrapper_with_key(patcher_extension.WrappersMP.OUTER_SAMPLE, REFERENCE_KEY,
-                               size_check_wrapper(trajectory, node))
+                               size_check_wrapper(trajectory, node, cache))
     return model

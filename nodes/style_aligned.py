@@ -1,6 +1,8 @@
 """AtelierStyleAligned: a batch that shares one style with its first image (or a reference)."""
 from __future__ import annotations
 
+import logging
+
 from comfy_api.latest import io
 
 from .common import search_aliases
@@ -8,12 +10,14 @@ from .common import search_aliases
 from ..attention import dispatcher
 from ..attention.group_norm import GroupNormShareControl, install_group_norm_sharing
 from ..attention.style_aligned import SharedAttentionControl, SharingSettings
+from ..inversion.reference_cache import MAX_CACHE_MB
 from ..inversion.reference_node import attach_reference
 from .inversion import TrajectoryType
 from .common import CATEGORY, layers_input, make_layers, make_window, model_input, model_output, window_inputs
 from .input_guard import guarded
 
 NODE = "AtelierStyleAligned"
+log = logging.getLogger("attention_atelier")
 
 
 class AtelierStyleAligned(io.ComfyNode):
@@ -60,6 +64,12 @@ class AtelierStyleAligned(io.ComfyNode):
                     tooltip="Optional: AtelierInvert's trajectory of a real image. Then the reference row is "
                             "that image (following its inversion at every step, with the inversion's "
                             "prompt) and is left out of the output: a batch of N gives N styled images."),
+                io.Int.Input(
+                    "reference_cache_mb", default=0, min=0, max=MAX_CACHE_MB, step=64, optional=True,
+                    tooltip="Reference-image mode only (UNet models): CPU memory in MiB for a cache of what the "
+                            "reference row gives the other rows (its self-attention q/k/v and GroupNorm "
+                            "statistics, per step). The first run records it; queuing again with a new seed or "
+                            "prompts skips the reference row's pass. Same images. 0 = off."),
             ],
             outputs=[model_output()],
         )
@@ -68,7 +78,7 @@ class AtelierStyleAligned(io.ComfyNode):
     @guarded
     def execute(cls, model, share_attention, adain_queries, adain_keys, adain_values, share_group_norm,
                 shared_score_scale, shared_score_shift, layers, unshared_fraction, start_percent,
-                end_percent, reference=None) -> io.NodeOutput:
+                end_percent, reference=None, reference_cache_mb=0) -> io.NodeOutput:
         window = make_window(NODE, start_percent, end_percent)
         selection = make_layers(NODE, layers, unshared_fraction, model=model)
         settings = SharingSettings(share_attention, adain_queries, adain_keys, adain_values,
@@ -82,7 +92,9 @@ class AtelierStyleAligned(io.ComfyNode):
         if share_group_norm:
             install_group_norm_sharing(patched)
         if reference is not None:
-            attach_reference(patched, reference, NODE)
+            attach_reference(patched, reference, NODE, cache_mb=reference_cache_mb)
+        elif reference_cache_mb:
+            log.warning("%s: reference_cache_mb is set but no reference is wired; it has nothing to cache", NODE)
         return io.NodeOutput(patched)
 
 

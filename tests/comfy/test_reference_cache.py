@@ -1,0 +1,228 @@
+"""Reference-image mode's cache (AtelierStyleAligned's reference_cache_mb) in a real ComfyUI: the first
+run records the reference row, a second run with the same model, trajectory and conditioning replays it
+(the UNet then sees only the caller's rows) and gives the images of the cache-off run; anything that
+could change the reference row's activations misses; a tiny cap changes nothing but the speed.
+
+Test bed: tiny SD1.5, 64 px (latent 8x8), 3 steps; the trajectory is inverted once per module.
+"""
+import logging
+
+import pytest
+import torch
+
+from tests.comfy.inversion_helpers import image_latent, invert
+from tests.comfy.style_aligned_node import DEFAULTS, NODE
+
+STEPS = 3
+KW = dict(steps=STEPS, width=64, height=64, batch=2, seed=7, sampler_name="euler")
+
+
+@pytest.fixture(scope="module")
+def reference(comfy):
+    checkpoint = comfy.sd15
+    positive = comfy.encode(checkpoint.clip, "a sunset over hills")
+    negative = comfy.encode(checkpoint.clip, "ugly")
+    return invert(comfy, checkpoint.model, image_latent(checkpoint), STEPS, cfg=2.0, refine=0,
+                  positive=positive, negative=negative)[1]
+
+
+@pytest.fixture(scope="module")
+def conds(comfy):
+    clip = comfy.sd15.clip
+    return comfy.encode(clip, "a house"), comfy.encode(clip, "blurry")
+
+
+def styled(comfy, model, reference, cache_mb, **settings):
+    return comfy.node_class(NODE).execute(model, **dict(DEFAULTS, **settings), reference=reference,
+                                          reference_cache_mb=cache_mb).args[0]
+
+
+def assert_same_images(got, want):
+    """Bit for bit on one CPU thread (every kernel then sums in a fixed order whatever the batch size);
+    with more threads a kernel may split a batch of B rows differently from one of B + 1, so float32
+    rounding may differ."""
+    if torch.get_num_threads() == 1:
+        assert torch.equal(got, want), float((got - want).abs().max())
+    else:
+        torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-3)
+
+
+class BatchSpy:
+    """DIFFUSION_MODEL wrapper (innermost): the batch size of every UNet call."""
+
+    def __init__(self):
+        self.batches = []
+
+    def __deepcopy__(self, memo):
+        return self
+
+    def __call__(self, executor, x, *args, **kwargs):
+        self.batches.append(x.shape[0])
+        return executor(x, *args, **kwargs)
+
+
+def spied(model):
+    import comfy.patcher_extension as ext
+    spy = BatchSpy()
+    model = model.clone()
+    model.add_wrapper_with_key(ext.WrappersMP.DIFFUSION_MODEL, "atelier_test.batch_spy", spy)
+    return model, spy
+
+
+def cache_of(model):
+    from tests.pack import pack_module
+    reference = pack_module("inversion.reference")
+    import comfy.patcher_extension as ext
+    [rows] = model.get_wrappers(ext.WrappersMP.APPLY_MODEL, reference.REFERENCE_KEY)
+    return rows.cache
+
+
+SETTINGS = [
+    pytest.param(dict(), 3.0, id="defaults-cfg3"),
+    pytest.param(dict(share_group_norm=True), 3.0, id="group-norm-cfg3"),
+    pytest.param(dict(share_group_norm=True, shared_score_shift=0.5, adain_values=True), 1.0, id="shift-cfg1"),
+]
+
+
+@pytest.mark.parametrize("settings,cfg", SETTINGS)
+def test_second_run_replays_the_reference_row_and_gives_the_cache_off_images(comfy, reference, conds, settings, cfg):
+    model = comfy.sd15.model
+    off = comfy.sample(styled(comfy, model, reference, 0, **settings), *conds, cfg=cfg, **KW)
+    cached, spy = spied(styled(comfy, model, reference, 512, **settings))
+    first = comfy.sample(cached, *conds, cfg=cfg, **KW)
+    cache = cache_of(cached)
+    chunks = 2 if cfg > 1 else 1
+    assert (cache.hits, cache.stored) == (0, STEPS)
+    assert spy.batches == [chunks * 3] * STEPS  # 2 rows + the reference per chunk
+    spy.batches.clear()
+    second = comfy.sample(cached, *conds, cfg=cfg, **KW)
+    assert cache.hits == STEPS
+    assert spy.batches == [chunks * 2] * STEPS  # the caller's rows only
+    assert_same_images(first, off)
+    assert_same_images(second, off)
+    assert 0 < cache.nbytes <= 512 * 2 ** 20
+
+
+def test_art_bn_on_attention_and_group_norms_is_replayed_too(comfy, reference, conds):
+    checkpoint = comfy.sd15
+    art_bn = comfy.node_class("AtelierArtBN")
+
+    def model(cache_mb):
+        base = styled(comfy, checkpoint.model, reference, cache_mb, share_attention=False, adain_queries=False,
+                      adain_keys=False)
+        return art_bn.execute(base, strength=0.8, apply_to="both", layers="all", start_percent=0.0,
+                              end_percent=1.0).args[0]
+    off = comfy.sample(model(0), *conds, cfg=3.0, **KW)
+    cached = model(512)
+    comfy.sample(cached, *conds, cfg=3.0, **KW)
+    second = comfy.sample(cached, *conds, cfg=3.0, **KW)
+    assert cache_of(cached).hits == STEPS
+    assert_same_images(second, off)
+
+
+def test_other_conditioning_or_seed_still_hits_when_the_reference_row_is_the_same(comfy, reference, conds):
+    model = styled(comfy, comfy.sd15.model, reference, 512)
+    comfy.sample(model, *conds, cfg=3.0, **KW)
+    other = comfy.encode(comfy.sd15.clip, "a castle at night"), conds[1]
+    again = comfy.sample(model, *other, cfg=3.0, **dict(KW, seed=11))
+    assert cache_of(model).hits == STEPS
+    off = comfy.sample(styled(comfy, comfy.sd15.model, reference, 0), *other, cfg=3.0, **dict(KW, seed=11))
+    assert_same_images(again, off)
+
+
+def test_a_lora_strength_changed_downstream_misses(comfy, reference, conds):
+    """The cache travels with model clones: a LoRA applied after the node shares it, and must miss."""
+    checkpoint = comfy.sd15
+    model = styled(comfy, checkpoint.model, reference, 512)
+    comfy.sample(model, *conds, cfg=3.0, **KW)
+    cache = cache_of(model)
+    for strength in (1.0, 0.5):
+        lora_model, _ = comfy.lora(model, checkpoint.clip, strength_model=strength, strength_clip=0.0)
+        assert cache_of(lora_model) is cache
+        hits = cache.hits
+        with_lora = comfy.sample(lora_model, *conds, cfg=3.0, **KW)
+        assert cache.hits == hits  # new weights: recorded again, not replayed
+        lora_off, _ = comfy.lora(styled(comfy, checkpoint.model, reference, 0), checkpoint.clip,
+                                 strength_model=strength, strength_clip=0.0)
+        assert_same_images(with_lora, comfy.sample(lora_off, *conds, cfg=3.0, **KW))
+    again = comfy.sample(model, *conds, cfg=3.0, **KW)  # back to the model without LoRA: its entries are gone
+    assert cache.hits == hits
+
+
+def test_another_patch_after_the_node_misses(comfy, reference, conds):
+    model = styled(comfy, comfy.sd15.model, reference, 512)
+    comfy.sample(model, *conds, cfg=3.0, **KW)
+    cache = cache_of(model)
+    patched = model.clone()  # another pack's self-attention patch: may act on the reference row
+    patched.set_model_attn1_patch(lambda q, k, v, extra_options: (q, k * 1.5, v))
+    hits, stored = cache.hits, cache.stored
+    comfy.sample(patched, *conds, cfg=3.0, **KW)
+    assert (cache.hits, cache.stored) == (hits, stored)
+
+
+def test_another_trajectory_has_its_own_cache_and_other_reference_conditioning_misses(comfy, reference, conds):
+    checkpoint = comfy.sd15
+    model = styled(comfy, checkpoint.model, reference, 512)
+    comfy.sample(model, *conds, cfg=3.0, **KW)
+    other = invert(comfy, checkpoint.model, -image_latent(checkpoint), STEPS)[1]  # no negative: cond only
+    other_model = styled(comfy, checkpoint.model, other, 512)
+    assert cache_of(other_model) is not cache_of(model)
+    out = comfy.sample(other_model, *conds, cfg=3.0, **KW)
+    assert cache_of(other_model).hits == 0
+    off = comfy.sample(styled(comfy, checkpoint.model, other, 0), *conds, cfg=3.0, **KW)
+    assert_same_images(out, off)
+
+
+def test_reference_conditioning_taken_from_the_caller_is_part_of_the_key(comfy, reference, conds):
+    """A trajectory whose inversion recorded no cross-attention context gives the reference row the
+    caller's first row: other prompts then change the reference row, so they must miss."""
+    from tests.pack import pack_module
+    trajectory = pack_module("inversion.trajectory")
+    blank = {kind: trajectory.RowConds(None) for kind in reference.conds}
+    no_context = trajectory.Trajectory(reference.latents, reference.sigmas, blank, reference.model_family)
+    model = styled(comfy, comfy.sd15.model, no_context, 512)
+    comfy.sample(model, *conds, cfg=3.0, **KW)
+    cache = cache_of(model)
+    comfy.sample(model, *conds, cfg=3.0, **dict(KW, seed=3))
+    assert cache.hits == STEPS  # same prompts, other seed
+    other = comfy.encode(comfy.sd15.clip, "a castle at night"), conds[1]
+    out = comfy.sample(model, *other, cfg=3.0, **KW)
+    assert cache.hits == STEPS
+    off = comfy.sample(styled(comfy, comfy.sd15.model, no_context, 0), *other, cfg=3.0, **KW)
+    assert_same_images(out, off)
+
+
+def test_a_tiny_cap_caches_what_fits_and_changes_nothing_else(comfy, reference, conds, caplog):
+    model = comfy.sd15.model
+    off = comfy.sample(styled(comfy, model, reference, 0, share_group_norm=True), *conds, cfg=3.0, **KW)
+    probe = styled(comfy, model, reference, 512, share_group_norm=True)
+    comfy.sample(probe, *conds, cfg=3.0, **KW)
+    per_step = cache_of(probe).nbytes // STEPS
+    cap_mb = max(1, -(-per_step // 2 ** 20))  # room for one step at least
+    steps_that_fit = (cap_mb * 2 ** 20) // per_step
+    assert steps_that_fit < STEPS, "the tiny model's entry must be big enough to test a cap"
+    capped = styled(comfy, model, reference, cap_mb, share_group_norm=True)
+    with caplog.at_level(logging.WARNING, logger="attention_atelier"):
+        outs = [comfy.sample(capped, *conds, cfg=3.0, **KW) for _ in range(3)]
+    cache = cache_of(capped)
+    assert cache.stored == steps_that_fit and cache.hits == 2 * steps_that_fit
+    assert cache.nbytes <= cap_mb * 2 ** 20
+    assert sum("cap" in r.getMessage() for r in caplog.records) == 1  # logged once
+    for out in outs:
+        assert_same_images(out, off)
+
+
+def test_cache_off_is_the_default_and_keeps_no_state(comfy, reference, conds):
+    model = comfy.node_class(NODE).execute(comfy.sd15.model, **DEFAULTS, reference=reference).args[0]
+    assert cache_of(model) is None
+
+
+def test_group_norm_sharing_is_installed_while_another_sharing_model_is_loaded(comfy, reference, conds):
+    """Regression: the UNet's modules are those of the model loaded last; a second AtelierStyleAligned
+    built while the first one's sharing copies were in place used to get no GroupNorm sharing at all."""
+    model = comfy.sd15.model
+    first = comfy.sample(styled(comfy, model, reference, 0, share_group_norm=True), *conds, cfg=3.0, **KW)
+    second = comfy.sample(styled(comfy, model, reference, 0, share_group_norm=True), *conds, cfg=3.0, **KW)
+    unshared = comfy.sample(styled(comfy, model, reference, 0), *conds, cfg=3.0, **KW)
+    assert_same_images(second, first)
+    assert (first - unshared).abs().max() > 1e-3
