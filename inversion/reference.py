@@ -138,7 +138,7 @@ class ReferenceRows:
                 own = cond.c_concat if name == "c_concat" else cond.extra.get(name)
                 usable = own is not None and tuple(own.shape[1:]) == tuple(value.shape[1:])
                 inputs.append((name, c, None if usable else digest(fallback[c])))
-        return (layout.cond_or_uncond, tuple(float(s) for s in chunk_sigmas), tuple(x.shape[1:]), str(x.dtype),
+        return (layout.cond_or_uncond, tuple(chunk_sigmas.tolist()), tuple(x.shape[1:]), str(x.dtype),
                 str(x.device), str(getattr(c_crossattn, "dtype", None)), tuple(inputs))
 
     @staticmethod

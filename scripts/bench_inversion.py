@@ -8,8 +8,13 @@ Prints (medians of interleaved rounds):
   (target <= 1.05);
 - the cost of one refinement iteration, in sampling steps;
 - reference-image mode (AtelierStyleAligned + trajectory) step time and peak memory / vanilla at the
-  same batch (target <= 1.5x at batch 4), with in-batch StyleAligned beside it;
-- exact per-step FLOPs and aten operator calls of each (--counts-only: only those).
+  same batch (target <= 1.5x at batch 4), with in-batch StyleAligned beside it, and reference mode with
+  its cache (reference_cache_mb) from the second run on: every run after the warm-up replays the
+  reference row (goal: what in-batch StyleAligned costs);
+- exact per-step FLOPs and aten operator calls of each (--counts-only: only those), plus the cache's
+  first (recording) run;
+- the cache's memory per step: measured on this model, and for SD1.5 512 px / SDXL 1024 px from the
+  real layer shapes (scripts/reference_cache_memory.py), with the count checked on this model.
 """
 import os
 import statistics
@@ -59,7 +64,7 @@ def main():
             "inversion K=2": lambda: invert(2)}
     for fn in runs.values():
         fn()  # warm-up
-    from scripts.bench_counts import Costs, print_cost_table
+    from scripts.bench_counts import Costs, print_cost_table, print_minimum
     costs = {}
     for name, fn in runs.items():
         with Costs() as costs[name]:
@@ -73,14 +78,54 @@ def main():
     print_cost_table(costs, args.steps, "sampling (ddim, cfg 1)")
     trajectory = invert(0)[1]
 
-    def styled(reference):
+    def styled(reference, cache_mb=0):
         return style_node.execute(model, share_attention=True, adain_queries=True, adain_keys=True,
                                   adain_values=False, share_group_norm=False, shared_score_scale=1.0,
                                   shared_score_shift=0.0, layers="all", unshared_fraction=0.0, start_percent=0.0,
-                                  end_percent=1.0, reference=reference).result[0]
+                                  end_percent=1.0, reference=reference, reference_cache_mb=cache_mb).result[0]
 
-    compare({"vanilla": model, "style_aligned in-batch": styled(None),
-             "style_aligned + reference image": styled(trajectory)}, positive, negative, args)
+    cached = styled(trajectory, CACHE_MB)
+    result = compare({"vanilla": model, "style_aligned in-batch": styled(None),
+                      "reference image, cache off": styled(trajectory),
+                      "reference image, cache hit": cached}, positive, negative, args)
+    costs = result["costs"]
+    base = costs["vanilla"]
+    rows = args.batch
+    print_minimum("reference image, cache off", costs, base.flops * (rows + 1) / rows + base.attn1_flops,
+                  f"one more row per chunk ({rows + 1}/{rows} of vanilla) + {rows} generated rows attending to 2x keys")
+    print_minimum("reference image, cache hit", costs, base.flops + base.attn1_flops,
+                  f"vanilla + {rows} generated rows attending to 2x keys; in-batch StyleAligned shares {rows - 1}")
+    report_cache(cached, styled(trajectory, CACHE_MB), costs, positive, negative, args)
+
+
+CACHE_MB = 65536
+
+
+def report_cache(cached, fresh, costs, positive, negative, args):
+    """The cache's hits, its first (recording) run's costs, and its memory per step (measured here;
+    SD1.5 512 / SDXL 1024 from the real layer shapes, the count checked against this model's cache)."""
+    import torch
+    from scripts.bench_common import KIND, UNETS, sample_once
+    from scripts.bench_counts import Costs
+    from scripts.reference_cache_memory import MIB, bytes_per_step, layer_shapes, report
+    reference = pack_module("inversion.reference")
+    import comfy.patcher_extension as ext
+    cache = cached.get_wrappers(ext.WrappersMP.APPLY_MODEL, reference.REFERENCE_KEY)[0].cache
+    with Costs() as recording:
+        sample_once(fresh, positive, negative, args)
+    base = costs["vanilla"]
+    print(f"  reference image, cache first run (recording): {recording.flops / base.flops:5.3f}x FLOPs, "
+          f"{recording.calls / base.calls:5.3f}x op calls vs vanilla")
+    per_call = cache.nbytes / max(cache.stored, 1)
+    print(f"  cache: {cache.stored} model calls recorded, {cache.hits} replayed, {per_call / MIB:.2f} MiB per "
+          f"model call on this model ({cache.nbytes / MIB:.1f} MiB for {args.steps} steps)")
+    dtype = next(cached.model.diffusion_model.parameters()).dtype
+    attn, norms = layer_shapes(KIND[args.model], UNETS[(args.model, args.full)], args.size)
+    counted = bytes_per_step(attn, norms, chunks=2 if args.cfg != 1.0 else 1,
+                             itemsize=torch.empty((), dtype=dtype).element_size())
+    print(f"  layer-shape count for this model: {counted / MIB:.2f} MiB per model call "
+          f"({'matches' if counted == per_call else 'DIFFERS from'} the cache's own bytes)")
+    report()
 
 
 def report_times(times, args):

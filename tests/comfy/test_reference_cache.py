@@ -120,6 +120,30 @@ def test_art_bn_on_attention_and_group_norms_is_replayed_too(comfy, reference, c
     assert_same_images(second, off)
 
 
+def test_an_image_prompt_beside_it_is_replayed_with_its_rows_in_place(comfy, reference, conds):
+    """The image prompt (cross-attention, each row alone) is not recorded; on a replayed call it sees
+    only the caller's rows, unmarked, and gives them what it gave them beside the inserted row."""
+    import nodes
+    from tests.comfy.test_creative_synth import content_image
+    from tiny_models.clip_vision import CLIP_VISION
+    from tiny_models.ip_adapter import SD15_BASE
+    comfy.load_nodes()
+    vision = nodes.CLIPVisionEncode().encode(nodes.CLIPVisionLoader().load_clip(CLIP_VISION)[0], content_image(),
+                                             "center")[0]
+    adapter = comfy.node_class("AtelierIPAdapterLoader").execute(SD15_BASE).result[0]
+
+    def model(cache_mb):
+        return comfy.node_class("AtelierImagePrompt").execute(
+            styled(comfy, comfy.sd15.model, reference, cache_mb), adapter, vision, 0.8, "all", 0.0, 1.0).result[0]
+    off = comfy.sample(model(0), *conds, cfg=3.0, **KW)
+    cached = model(512)
+    comfy.sample(cached, *conds, cfg=3.0, **KW)
+    second = comfy.sample(cached, *conds, cfg=3.0, **KW)
+    assert cache_of(cached).hits == STEPS
+    assert all(layer[0] == "attn1" for entry in cache_of(cached)._entries.values() for layer in entry.attention)
+    assert_same_images(second, off)
+
+
 def test_other_conditioning_or_seed_still_hits_when_the_reference_row_is_the_same(comfy, reference, conds):
     model = styled(comfy, comfy.sd15.model, reference, 512)
     comfy.sample(model, *conds, cfg=3.0, **KW)
