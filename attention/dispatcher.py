@@ -19,7 +19,7 @@ from . import dit_layout
 from .controls import AttentionCall, RunInfo
 from .errors import AtelierError
 from .prompt_count import outer_sample_wrapper
-from ..inversion.reference_cache import RECORD_KEY, REPLAY_KEY
+from .reference_keys import RECORD_KEY, REPLAY_KEY
 
 try:  # guarded: the maths in this package imports without ComfyUI
     import comfy.ldm.modules.attention as comfy_attention

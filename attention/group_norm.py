@@ -16,7 +16,7 @@ import torch
 
 from .controls import AttentionControl
 from .dispatcher import CURRENT_OPTIONS, PACK_KEY, RUN_KEY
-from ..inversion.reference_cache import RECORD_KEY, REPLAY_KEY
+from .reference_keys import RECORD_KEY, REPLAY_KEY
 from .rows import chunk_layout
 from .schedule import Window
 

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from ..inversion.reference import REFERENCE_INSERTED_KEY
+from .reference_keys import REFERENCE_INSERTED_KEY
 from .controls import AttentionControl
 from .errors import AtelierError
 from .ip_adapter_file import ImageAdapter, family_of

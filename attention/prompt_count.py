@@ -42,7 +42,7 @@ def warn_if_nothing_to_align(model_patcher, latent_rows: int):
     once per sampling run."""
     if latent_rows != 1 or model_patcher is None:
         return
-    from ..inversion.reference import REFERENCE_KEY
+    from .reference_keys import REFERENCE_KEY
     from .dispatcher import controls_of
     import comfy.patcher_extension as patcher_extension
     if model_patcher.get_wrappers(patcher_extension.WrappersMP.OUTER_SAMPLE, REFERENCE_KEY):

@@ -21,7 +21,7 @@ from .controls import AttentionControl
 from .layers import LayerSelection
 from .rows import ChunkLayout
 from .schedule import Window
-from ..inversion.reference_cache import REPLAYED_ROW_KEY
+from .reference_keys import REPLAYED_ROW_KEY
 
 EPS = 1e-5
 

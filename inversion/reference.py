@@ -18,12 +18,11 @@ import torch
 
 from ..attention.errors import AtelierError
 from ..attention.rows import chunk_first_rows, chunk_layout, insert_rows, strip_rows  # noqa: F401 (re-exported)
-from .reference_cache import (ACTIVE, RECORD_KEY, REFERENCE_INSERTED_KEY, REPLAY_KEY, ReplayMissing,  # noqa: F401
-                              StepReplay, digest, sampling_context)
+from ..attention.reference_keys import RECORD_KEY, REFERENCE_INSERTED_KEY, REFERENCE_KEY, REPLAY_KEY  # noqa: F401
+from .reference_cache import ACTIVE, ReplayMissing, StepReplay, digest, sampling_context  # noqa: F401
 
 log = logging.getLogger("attention_atelier")
 
-REFERENCE_KEY = "attention_atelier.reference"
 
 
 def repeat_tokens(context: torch.Tensor, length: int) -> torch.Tensor:

@@ -33,6 +33,9 @@ from dataclasses import dataclass
 
 import torch
 
+from ..attention.reference_keys import (RECORD_KEY, REFERENCE_INSERTED_KEY, REPLAY_KEY,  # noqa: F401
+                                        REPLAYED_ROW_KEY)
+from ..attention.art_bn import EPS  # the channel statistics are ArtBN's
 from ..attention.rows import chunk_first_rows, chunk_layout, insert_rows, strip_rows
 
 try:  # guarded: imports without ComfyUI
@@ -44,14 +47,7 @@ log = logging.getLogger("attention_atelier")
 
 MIB = 2 ** 20
 MAX_CACHE_MB = 262144  # 256 GiB: the node's upper bound
-EPS = 1e-5  # ArtBN's (attention/art_bn.py)
 
-# set in a model call's transformer_options while its chunks start with an inserted reference row
-REFERENCE_INSERTED_KEY = "attention_atelier.reference_inserted"
-RECORD_KEY = "attention_atelier.reference_record"  # a StepRecorder: layers record row 0 into it
-REPLAY_KEY = "attention_atelier.reference_replay"  # a StepReplay: layers read row 0 from it
-# in one layer call's options: row 0 is replayed from the cache and its output is dropped
-REPLAYED_ROW_KEY = "attention_atelier.reference_replayed"
 
 ACTIVE: contextvars.ContextVar = contextvars.ContextVar("attention_atelier_reference_cache", default=None)
 
