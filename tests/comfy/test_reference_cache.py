@@ -250,3 +250,46 @@ def test_group_norm_sharing_is_installed_while_another_sharing_model_is_loaded(c
     unshared = comfy.sample(styled(comfy, model, reference, 0), *conds, cfg=3.0, **KW)
     assert_same_images(second, first)
     assert (first - unshared).abs().max() > 1e-3
+
+
+def test_queued_again_with_a_new_seed_and_prompt_the_cached_node_output_replays(comfy, monkeypatch):
+    """As a user runs it: the graph queued twice on one executor (ComfyUI keeps the node outputs), only
+    the seed and prompt changed; the StyleAligned output is reused, so its cache is, and the images are
+    those of the same graph with the cache off."""
+    from tests.harness import SD15
+    from tests.pack import pack_module
+    cache_module = pack_module("inversion.reference_cache")
+    created = []
+    original_init = cache_module.ReferenceCache.__init__
+
+    def recording_init(self, cap_mb):
+        original_init(self, cap_mb)
+        created.append(self)
+    monkeypatch.setattr(cache_module.ReferenceCache, "__init__", recording_init)
+
+    def graph(cache_mb, seed, text):
+        return {
+            "1": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": SD15}},
+            "2": {"class_type": "CLIPTextEncode", "inputs": {"text": text, "clip": ["1", 1]}},
+            "3": {"class_type": "CLIPTextEncode", "inputs": {"text": "", "clip": ["1", 1]}},
+            "4": {"class_type": "EmptyLatentImage", "inputs": {"width": 64, "height": 64, "batch_size": 1}},
+            "5": {"class_type": "AtelierInvert", "inputs": {"model": ["1", 0], "latent": ["4", 0],
+                                                           "positive": ["3", 0], "steps": 2, "cfg": 1.0,
+                                                           "scheduler": "normal", "refine_iterations": 0}},
+            "6": {"class_type": "AtelierStyleAligned", "inputs": dict(
+                DEFAULTS, model=["1", 0], reference=["5", 1], share_group_norm=True, reference_cache_mb=cache_mb)},
+            "7": {"class_type": "EmptyLatentImage", "inputs": {"width": 64, "height": 64, "batch_size": 2}},
+            "8": {"class_type": "KSampler", "inputs": {"model": ["6", 0], "positive": ["2", 0], "negative": ["3", 0],
+                                                      "latent_image": ["7", 0], "seed": seed, "steps": 2, "cfg": 2.0,
+                                                      "sampler_name": "euler", "scheduler": "normal", "denoise": 1.0}},
+            "9": {"class_type": "VAEDecode", "inputs": {"samples": ["8", 0], "vae": ["1", 2]}},
+            "10": {"class_type": "PreviewImage", "inputs": {"images": ["9", 0]}},
+        }
+    executor = comfy.new_executor()
+    comfy.run_graph(graph(512, 0, "a sunset"), executor)
+    second = comfy.run_graph(graph(512, 1, "a harbour at dawn"), executor)
+    assert "6" in [n for e, d in second.messages if e == "execution_cached" for n in d["nodes"]]
+    [cache] = created
+    assert (cache.stored, cache.hits) == (2, 2)
+    off = comfy.run_graph(graph(0, 1, "a harbour at dawn"), comfy.new_executor())
+    assert_same_images(second.output("8")["samples"], off.output("8")["samples"])
