@@ -189,7 +189,9 @@ class Dispatcher:
         call = AttentionCall(extra_options=extra_options, key=self.key, run=self.run)
         for control in self.controls:
             q, k, v = control.prepare(q, k, v, call)
-        attention = self.base_attention
+        # ComfyUI's own attention itself where no other pack replaces this layer: a control can then
+        # tell that what the chain below returns is plain attention (see is_plain_attention)
+        attention = self.base_attention if self.base is not None else default_attention
         for control in reversed(self.controls):
             attention = functools.partial(_run_control, control, attention)
         return attention(q, k, v, call)
@@ -207,6 +209,12 @@ class Dispatcher:
 
 def _run_control(control, next_attention, q, k, v, call, mask=None):
     return control.attend(q, k, v, call, next_attention, mask=mask)
+
+
+def is_plain_attention(next_attention) -> bool:
+    """Whether a control's ``next_attention`` is ComfyUI's attention itself (no control and no other
+    pack's replace below it)."""
+    return next_attention is default_attention
 
 
 def default_attention(q, k, v, call: AttentionCall, mask=None):

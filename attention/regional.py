@@ -16,11 +16,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Optional
 
+import math
+
 import torch
 import torch.nn.functional as F
 
 from .controls import AttentionControl
-from .dispatcher import default_attention
+from .dispatcher import default_attention, is_plain_attention
 from .errors import AtelierError
 from .layers import LayerSelection
 from .schedule import Window
@@ -116,23 +118,49 @@ def project_local_prompt(module, region: Region, like: torch.Tensor):
     return module.to_k(context), module.to_v(context)
 
 
-def regional_blend(chain_out, q, k, v, rows, regions_and_weights, grid, local_kv, attention):
+def cond_rows(x: torch.Tensor, rows: list) -> torch.Tensor:
+    """x[rows]: a view where the rows are one contiguous run (as ComfyUI's chunks are), else a copy."""
+    if rows == list(range(rows[0], rows[0] + len(rows))):
+        return x.narrow(0, rows[0], len(rows))
+    return x.index_select(0, torch.as_tensor(rows, device=x.device))
+
+
+def stacked_local_kv(local_kvs: list):
+    """Every region's (K_L, V_L) (1, T_i, C) stacked to (R, L, C), each token sequence repeated whole
+    to a common length L (attention over a repeated sequence equals attention over it); None where the
+    lengths have no common multiple within 4x the longest (then each region is attended alone)."""
+    lengths = [k.shape[1] for k, _ in local_kvs]
+    length = math.lcm(*lengths)
+    if length > 4 * max(lengths):
+        return None
+    return tuple(torch.cat([t.repeat(1, length // t.shape[1], 1) for t in part])
+                 for part in zip(*local_kvs))
+
+
+def regional_blend(chain_out, q, k, v, rows, regions_and_weights, grid, local_kv, attention, full=None):
     """O = chain_out + sum_i M_i c_i (A(Q, L_i) - A(Q, D)) on the cond ``rows``; other rows as given.
 
-    ``local_kv(region)`` -> (K_L, V_L) of shape (1, T, C); ``attention(q, k, v)`` is plain attention.
-    Dense over tokens (no data-dependent indexing, so no GPU syncs); a token outside every region
-    gets chain_out + 0, which is chain_out bit for bit.
+    ``local_kv(region)`` -> (K_L, V_L) of shape (1, T, C); ``attention(q, k, v)`` is plain attention;
+    ``full`` is A(Q, D) of the cond rows where the caller has it already. All regions' local attention
+    is one call. Dense over tokens (no data-dependent indexing, so no GPU syncs); a token outside every
+    region gets chain_out + 0, which is chain_out bit for bit.
     """
-    index = torch.as_tensor(rows, device=q.device)
-    q_c, k_c, v_c = q.index_select(0, index), k.index_select(0, index), v.index_select(0, index)
-    full = attention(q_c, k_c, v_c)
-    delta = torch.zeros_like(full)
-    for region, weight in regions_and_weights:
-        m = region.grid(*grid, device=q.device, dtype=q.dtype) * weight
-        k_l, v_l = local_kv(region)
-        local = attention(q_c, k_l.expand(q_c.shape[0], -1, -1), v_l.expand(q_c.shape[0], -1, -1))
-        delta += m[None, :, None] * (local - full)
-    return chain_out.index_add(0, index, delta)
+    q_c = cond_rows(q, rows)
+    if full is None:
+        full = attention(q_c, cond_rows(k, rows), cond_rows(v, rows))
+    masks = torch.stack([region.grid(*grid, device=q.device, dtype=q.dtype) * weight
+                         for region, weight in regions_and_weights])  # (R, tokens)
+    n, count = q_c.shape[0], masks.shape[0]
+    local_kvs = [local_kv(region) for region, _ in regions_and_weights]
+    stacked = stacked_local_kv(local_kvs) if count > 1 else local_kvs[0]
+    if stacked is None:
+        local = torch.stack([attention(q_c, k_l.expand(n, -1, -1), v_l.expand(n, -1, -1)) for k_l, v_l in local_kvs])
+    else:  # (R * n) queries, region r's keys for its n rows
+        k_l, v_l = (t.repeat_interleave(n, dim=0) if count > 1 else t.expand(n, -1, -1) for t in stacked)
+        queries = q_c.repeat(count, 1, 1) if count > 1 else q_c
+        local = attention(queries, k_l, v_l).view(count, n, *full.shape[1:])
+    delta = ((local - full) * masks[:, None, :, None]).sum(0)
+    return chain_out.index_add(0, torch.as_tensor(rows, device=q.device), delta)
 
 
 @dataclass(frozen=True)
@@ -155,6 +183,8 @@ class RegionalControl(AttentionControl):
             return chain_out
         module = cross_attention_module(call.run.diffusion_model, call.key)
         grid = activation_grid(call, q.shape[1])
+        # below us only ComfyUI's attention: the chain's cond rows are A(Q, D) already
+        full = cond_rows(chain_out, rows) if is_plain_attention(next_attention) else None
         return regional_blend(chain_out, q, k, v, rows, active, grid,
                               lambda region: project_local_prompt(module, region, k),
-                              lambda q_, k_, v_: default_attention(q_, k_, v_, call))
+                              lambda q_, k_, v_: default_attention(q_, k_, v_, call), full=full)

@@ -7,7 +7,8 @@ Per chunk of B rows, row 0 is the reference r and rows 1..B-1 are generated rows
 
 with AdaIN(x, y) = sigma(y) (x - mu(x)) / sigma(x) + mu(y), mean and standard deviation taken over
 tokens per channel, s = shared_score_scale and delta = shared_score_shift. The reference row attends
-to itself only, so its output is exactly what it would be without sharing.
+to itself only (to two copies of its own keys and values, as in the official code), so its output is
+what it would be without sharing, up to rounding.
 """
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from dataclasses import dataclass
 import torch
 
 from .controls import AttentionControl
+from .dispatcher import is_plain_attention
 from .layers import LayerSelection
 from .rows import ChunkLayout
 from .schedule import Window
@@ -67,41 +69,21 @@ def folded_constants(shift: float, head_dim: int, pad: int) -> tuple:
     return math.sqrt(width / head_dim), shift * math.sqrt(width)
 
 
-def _generated_rows(xs, align: bool, out, gain: float = 1.0, channels=None):
-    """Rows 1..B-1 of xs (chunks, B, T, C) written into ``out`` (a view of a larger buffer): AdaIN'd
-    to row 0 when ``align``, times ``gain``. ``channels`` views a (..., C) tensor the way ``out`` is
-    laid out (per head, when the buffer carries score-shift channels)."""
-    channels = channels or (lambda t: t)
+def _aligned(xs: torch.Tensor, align: bool) -> torch.Tensor:
+    """(chunks, B, T, C) with every row given its chunk's row-0 per-channel token statistics (AdaIN)
+    when ``align``. Written as x * ratio + (mu_r - mu * ratio): row 0, AdaIN'd to itself, has ratio 1
+    and offset 0 exactly, so it comes back bit for bit."""
     if not align:
-        return out.copy_(channels(_gen(xs))) if gain == 1.0 else torch.mul(channels(_gen(xs)), gain, out=out)
+        return xs
     var, mean = torch.var_mean(xs, dim=-2, keepdim=True)  # every row's statistics in one pass
     std = var.add_(EPS).sqrt_()
-    ratio = _ref(std) / _gen(std)
-    ref_mean = _ref(mean)
-    if gain != 1.0:
-        ratio, ref_mean = ratio * gain, ref_mean * gain
-    centred = _gen(xs) - _gen(mean)
-    return torch.addcmul(channels(ref_mean), channels(centred), channels(ratio), out=out)
+    ratio = _ref(std) / std
+    return torch.addcmul(_ref(mean) - mean * ratio, xs, ratio)
 
 
 def _ref(x: torch.Tensor) -> torch.Tensor:
     """Row 0 of every chunk of a (chunks, B, ...) tensor, kept as a length-1 dim (one view op)."""
     return x.narrow(1, 0, 1)
-
-
-def _gen(x: torch.Tensor) -> torch.Tensor:
-    """Rows 1..B-1 of every chunk of a (chunks, B, ...) tensor (one view op)."""
-    return x.narrow(1, 1, x.shape[1] - 1)
-
-
-def _aligned_batch(xs, align: bool):
-    """(chunks, B, T, C) -> (chunks * B, T, C) with rows 1..B-1 AdaIN'd to row 0 (row 0 as it is)."""
-    if not align:
-        return xs.flatten(0, 1)
-    out = torch.empty_like(xs)
-    _ref(out).copy_(_ref(xs))
-    _generated_rows(xs, True, _gen(out))
-    return out.flatten(0, 1)
 
 
 def materialises_scores(device: torch.device) -> bool:
@@ -111,77 +93,78 @@ def materialises_scores(device: torch.device) -> bool:
 
 
 def shared_attention(q, k, v, layout: ChunkLayout, settings: SharingSettings, attention, heads=None,
-                     reference_output: bool = True):
+                     reference_output: bool = True, reference_apart: bool = False):
     """Shared attention over a batch laid out in chunks; ``attention(q, k, v, mask)`` does the softmax.
 
-    With ``heads`` (the call's head count) a score shift is folded into one extra channel per head
-    (see :func:`folded_constants`) and no mask is passed, so fused kernels run; without it a shift
-    is passed as an additive mask. Either way the maths is the module docstring's formula.
-    ``reference_output=False``: row 0's own attention is not computed (zeros in its place), for a row 0
-    whose output is dropped (reference-image mode replaying it from its cache).
+    One attention call for all rows, as in the official implementation: every row attends to its own
+    (AdaIN'd) keys and values joined with its chunk's row-0 keys and values, so row 0 attends to two
+    copies of its own (scale and shift are left out for it): its unshared attention, up to rounding.
+    With ``heads`` (the call's head count) a score shift is folded into extra channels per head (see
+    :func:`folded_constants`) and no mask is passed, so fused kernels run; without it the shift is an
+    additive mask per row. Either way the maths is the module docstring's formula.
+    ``reference_output`` (False where reference-image mode replays row 0 and drops its output) changes
+    nothing here: row 0 rides in the same call. ``reference_apart``: where the shift is folded, row 0
+    also gets a call of its own at the model's head size (whose output it keeps), for another pack's
+    replace below, which must never see the widened heads.
     """
     if layout.rows < 2 or settings.neutral:
         return attention(q, k, v, None)
-    qs, ks, vs = layout.split(q), layout.split(k), layout.split(v)  # (chunks, B, T, D)
-    if not settings.share_attention:  # AdaIN only: one call for the whole batch
-        return attention(_aligned_batch(qs, settings.adain_queries), _aligned_batch(ks, settings.adain_keys),
-                         _aligned_batch(vs, settings.adain_values), None)
+    qs, ks, vs = layout.split(q), layout.split(k), layout.split(v)  # (chunks, B, T, C)
+    queries = _aligned(qs, settings.adain_queries)
+    own_keys, own_values = _aligned(ks, settings.adain_keys), _aligned(vs, settings.adain_values)
+    if not settings.share_attention:  # AdaIN only
+        return attention(queries.flatten(0, 1), own_keys.flatten(0, 1), own_values.flatten(0, 1), None)
     chunks, rows = layout.chunks, layout.rows
-    q_tokens, tokens, width = q.shape[-2], k.shape[-2], k.shape[-1]
-    shift = settings.score_shift
-    fold = shift != 0.0 and heads is not None
-    mask = None
-    if fold:  # buffers (chunks, B-1, tokens, heads, head_dim + pad); the model's channels are [..., :head_dim]
-        head_dim = width // heads
-        pad = fold_pad(head_dim, q.device)
-        gain, key_channel = folded_constants(shift, head_dim, pad)
-        shape, new = (heads, head_dim + pad), q.new_zeros
-        channels = lambda t: t.unflatten(-1, (heads, head_dim))  # noqa: E731
-        own = lambda t: t[..., :head_dim]  # noqa: E731
-    else:  # buffers (chunks, B-1, tokens, width)
-        gain, shape, new = 1.0, (width,), q.new_empty
-        channels = own = lambda t: t  # noqa: E731
-        if shift != 0.0:
-            mask = torch.zeros(q_tokens, 2 * tokens, dtype=q.dtype, device=q.device)
-            mask[:, tokens:] = shift
-    gen = (chunks, rows - 1)
-    # generated rows: queries, keys [own ; s * reference], values [own ; reference]
-    if fold or not settings.adain_queries:
-        q_gen = new(*gen, q_tokens, *shape)
-        _generated_rows(qs, settings.adain_queries, own(q_gen), gain, channels)
-        if fold:
-            q_gen.select(-1, head_dim).fill_(1.0)
+    tokens, width = k.shape[-2], k.shape[-1]
+    ref_keys = _ref(ks).expand(chunks, rows, tokens, width)
+    if settings.score_scale != 1.0:  # rows 1..B-1 see s * K_r, row 0 its own keys
+        scale = q.new_full((1, rows, 1, 1), settings.score_scale)
+        scale[:, 0] = 1.0
+        ref_keys = ref_keys * scale
+    keys = torch.cat([own_keys, ref_keys], dim=2)  # (chunks, B, 2T, C)
+    values = torch.cat([own_values, _ref(vs).expand(chunks, rows, tokens, width)], dim=2)
+    shift, mask, pad = settings.score_shift, None, 0
+    if shift != 0.0 and heads is not None:
+        pad = fold_pad(width // heads, q.device)
+        queries, keys, values = _fold_shift(queries, keys, values, tokens, shift, heads, pad)
+    elif shift != 0.0:  # an additive bias on the reference's keys of rows 1..B-1
+        mask = q.new_zeros(chunks, rows, 1, 1, 2 * tokens)
+        mask[:, 1:, ..., tokens:] = shift
+        mask = mask.flatten(0, 1)  # (N, 1, 1, 2T): broadcasts over heads and queries
+    queries, keys, values = queries.flatten(0, 1), keys.flatten(0, 1), values.flatten(0, 1)
+    n = queries.shape[0]
+    # doubled keys double a materialised score matrix: slice the rows so no call holds more scores
+    # than the unshared call of the whole batch would
+    per_call = max(1, n // 2) if materialises_scores(q.device) else n
+    if per_call >= n:
+        out = attention(queries, keys, values, mask)
     else:
-        q_gen = _generated_rows(qs, True, q.new_empty(*gen, q_tokens, width))
-    k_gen = new(*gen, 2 * tokens, *shape)
-    own_keys, ref_keys = k_gen.narrow(2, 0, tokens), k_gen.narrow(2, tokens, tokens)
-    _generated_rows(ks, settings.adain_keys, own(own_keys), 1.0, channels)
-    k_ref = _ref(ks) if settings.score_scale == 1.0 else settings.score_scale * _ref(ks)
-    own(ref_keys).copy_(channels(k_ref))
-    if fold:
-        ref_keys.select(-1, head_dim).fill_(key_channel)
-    v_gen = new(*gen, 2 * tokens, *shape)
-    _generated_rows(vs, settings.adain_values, own(v_gen.narrow(2, 0, tokens)), 1.0, channels)
-    own(v_gen.narrow(2, tokens, tokens)).copy_(channels(_ref(vs)))
+        out = torch.cat([attention(queries[i:i + per_call], keys[i:i + per_call], values[i:i + per_call],
+                                   None if mask is None else mask[i:i + per_call]) for i in range(0, n, per_call)])
+    if pad:
+        out = out.unflatten(-1, (heads, -1))[..., :width // heads].flatten(-2)
+        if reference_apart and reference_output:
+            rows_out = layout.split(out)
+            rows_out.select(1, 0).copy_(attention(qs.select(1, 0), ks.select(1, 0), vs.select(1, 0), None))
+    return out
 
-    if reference_output:
-        out_ref = attention(qs.select(1, 0), ks.select(1, 0), vs.select(1, 0), None)  # the unshared call's rows
-    else:
-        out_ref = q.new_zeros(chunks, q_tokens, width)
-    q_gen, k_gen, v_gen = (t.view(chunks * (rows - 1), t.shape[2], -1) for t in (q_gen, k_gen, v_gen))
-    per_call = q_gen.shape[0]
-    if materialises_scores(q.device):
-        # doubled keys double a materialised score matrix: slice the generated rows so no call holds
-        # more scores than the unshared call of the whole batch would
-        per_call = max(1, q.shape[0] // 2)
-    if per_call >= q_gen.shape[0]:
-        out_gen = attention(q_gen, k_gen, v_gen, mask)
-    else:
-        out_gen = torch.cat([attention(q_gen[i:i + per_call], k_gen[i:i + per_call], v_gen[i:i + per_call], mask)
-                             for i in range(0, q_gen.shape[0], per_call)])
-    out_gen = own(out_gen.view(*gen, q_tokens, *shape))
-    out_ref = channels(out_ref.view(chunks, 1, q_tokens, width))
-    return torch.cat([out_ref, out_gen], dim=1).view(q.shape)
+
+def _fold_shift(queries, keys, values, tokens: int, shift: float, heads: int, pad: int):
+    """Per head, queries [g q, 1, 0...], keys [k, 0...] (own) and [k_r, x, 0...] (the reference's, rows
+    1..B-1 only), values [v, 0...]: see :func:`folded_constants`. In and out (chunks, B, T or 2T, C)."""
+    head_dim = queries.shape[-1] // heads
+    gain, key_channel = folded_constants(shift, head_dim, pad)
+
+    def padded(x):
+        out = x.new_zeros(*x.shape[:-1], heads, head_dim + pad)
+        out[..., :head_dim] = x.unflatten(-1, (heads, head_dim))
+        return out
+    q_pad = padded(queries)
+    q_pad[..., :head_dim] *= gain
+    q_pad[..., head_dim] = 1.0
+    k_pad = padded(keys)
+    k_pad[:, 1:, tokens:, :, head_dim] = key_channel
+    return q_pad.flatten(-2), k_pad.flatten(-2), padded(values).flatten(-2)
 
 
 @dataclass(frozen=True)
@@ -200,4 +183,5 @@ class SharedAttentionControl(AttentionControl):
             pad = (q_.shape[-1] - q.shape[-1]) // call.heads  # > 0 where the score shift was folded in
             return next_attention(q_, k_, v_, dataclasses.replace(call, head_pad=pad) if pad else call, m)
         return shared_attention(q, k, v, layout, self.settings, attention, heads=call.heads,
-                                reference_output=not call.extra_options.get(REPLAYED_ROW_KEY))
+                                reference_output=not call.extra_options.get(REPLAYED_ROW_KEY),
+                                reference_apart=not is_plain_attention(next_attention))

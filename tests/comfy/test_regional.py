@@ -126,9 +126,9 @@ def test_weight_applied_at_each_step_is_the_curve_at_that_steps_progress(comfy, 
         current["sigma"] = run.sigma
         return real_progress(run)
 
-    def spy_blend(chain_out, q, k, v, rows, regions_and_weights, *rest):
+    def spy_blend(chain_out, q, k, v, rows, regions_and_weights, *rest, **kwargs):
         seen.append((current["sigma"], regions_and_weights[0][1]))
-        return real_blend(chain_out, q, k, v, rows, regions_and_weights, *rest)
+        return real_blend(chain_out, q, k, v, rows, regions_and_weights, *rest, **kwargs)
 
     monkeypatch.setattr(regional, "step_progress", spy_progress)
     monkeypatch.setattr(regional, "regional_blend", spy_blend)

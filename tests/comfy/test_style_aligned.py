@@ -21,6 +21,12 @@ def vanilla(comfy, sd15):
     return {cfg: sample(comfy, sd15[0].model, sd15, cfg=cfg) for cfg in (5.0, 1.0)}
 
 
+# Row 0 rides in the generated rows' attention call, attending to two copies of its own keys and values
+# (the official StyleAligned formulation): its unshared result up to rounding, which the tiny models'
+# fp16 weights turn into at most an ulp or two of the latent (~1e-3); the generated rows move > 1e-2.
+ROW0_ROUNDING = 2e-3
+
+
 def test_neutral_settings_reproduce_vanilla_exactly(comfy, sd15, vanilla):
     out = sample(comfy, style_aligned(comfy, sd15[0].model, **NEUTRAL), sd15)
     assert (out - vanilla[5.0]).abs().max().item() == 0.0
@@ -30,7 +36,7 @@ def test_neutral_settings_reproduce_vanilla_exactly(comfy, sd15, vanilla):
 @pytest.mark.parametrize("settings", [{}, {"share_group_norm": True, "shared_score_shift": 0.69}])
 def test_reference_row_unchanged_other_rows_styled(comfy, sd15, vanilla, cfg, settings):
     out = sample(comfy, style_aligned(comfy, sd15[0].model, **settings), sd15, cfg=cfg)
-    torch.testing.assert_close(out[0], vanilla[cfg][0], rtol=0, atol=1e-5)
+    torch.testing.assert_close(out[0], vanilla[cfg][0], rtol=0, atol=ROW0_ROUNDING)
     for row in (1, 2):
         assert (out[row] - vanilla[cfg][row]).abs().max().item() > 1e-2
 
@@ -120,7 +126,7 @@ def test_foreign_replaces_keep_running(comfy, sd15, foreign_first, shift):
     attn1_log.clear(), attn2_log.clear()
     out = sample(comfy, both, sd15)
     assert len(attn1_log) > 0 and len(attn2_log) > 0  # the other pack's replaces ran
-    torch.testing.assert_close(out[0], base[0], rtol=0, atol=1e-5)  # its effect on row 0 is intact
+    torch.testing.assert_close(out[0], base[0], rtol=0, atol=ROW0_ROUNDING)  # its effect on row 0 is intact
     assert (out[1] - base[1]).abs().max().item() > 1e-2  # and ours acted on rows 1..
 
 
@@ -133,7 +139,7 @@ def test_lora_composes_in_either_order(comfy, sd15):
     a, b = sample(comfy, lora_then_sa, sd15), sample(comfy, sa_then_lora, sd15)
     assert (lora_alone - sample(comfy, ckpt.model, sd15)).abs().max().item() > 1e-2  # the LoRA acts
     torch.testing.assert_close(a, b, rtol=0, atol=1e-5)
-    torch.testing.assert_close(a[0], lora_alone[0], rtol=0, atol=1e-5)
+    torch.testing.assert_close(a[0], lora_alone[0], rtol=0, atol=ROW0_ROUNDING)
     assert (a[1] - lora_alone[1]).abs().max().item() > 1e-2
 
 
@@ -143,8 +149,8 @@ def test_sdxl_reference_row_unchanged(comfy):
     kw = dict(batch=2, cfg=4.0, steps=2, width=128, height=128)
     plain = comfy.sample(ckpt.model, pos, neg, **kw)
     out = comfy.sample(style_aligned(comfy, ckpt.model, share_group_norm=True), pos, neg, **kw)
-    torch.testing.assert_close(out[0], plain[0], rtol=0, atol=1e-4)
-    assert (out[1] - plain[1]).abs().max().item() > 1e-3
+    torch.testing.assert_close(out[0], plain[0], rtol=0, atol=ROW0_ROUNDING)
+    assert (out[1] - plain[1]).abs().max().item() > 1e-2
 
 
 def test_unsupported_model_is_refused_with_the_supported_families(comfy):

@@ -201,3 +201,30 @@ def test_step_progress_is_absolute_for_partial_runs_and_without_sample_sigmas():
     tail = [4.0, 1.0, 0.0]  # denoise < 1 or the second half of split sigmas
     assert curves.step_progress(run_info(4.0, tail)) == pytest.approx((10.0 - 4.0) / 9.99)
     assert curves.step_progress(run_info(2.5, None)) == pytest.approx((10.0 - 2.5) / 9.99)
+
+
+@pytest.mark.parametrize("tokens", [(5, 10), (7, 11)], ids=["lengths stacked to their lcm", "each region alone"])
+def test_local_prompts_of_different_lengths(tokens):
+    """Regions attend in one call with their prompts repeated whole to a common length (10 = lcm of 5
+    and 10), or one call each where the lcm would exceed 4x the longest (77 for 7 and 11): same maths."""
+    h, w = 4, 6
+    q, k, v = qkv(4, h, w)
+    chain_out = softmax_attention(q, k, v)
+    regions = [(make_region((0.0, 0.0, 0.6, 1.0), 1.0, 8, tokens=tokens[0]), 1.0),
+               (make_region((0.3, 0.2, 0.7, 0.8), 0.6, 9, tokens=tokens[1]), 0.6)]
+    got = blend(chain_out, q, k, v, [2, 3], regions, (h, w))
+    torch.testing.assert_close(got, reference(chain_out, q, k, v, [2, 3], regions, (h, w)), rtol=1e-9, atol=1e-9)
+
+
+def test_full_prompt_attention_passed_in_is_used_as_is():
+    """Where the chain below is ComfyUI's attention, its cond rows are A(Q, D): passing them as ``full``
+    gives the blend computed from scratch."""
+    h, w = 4, 4
+    q, k, v = qkv(4, h, w)
+    chain_out = softmax_attention(q, k, v)
+    regions = [(make_region((0.1, 0.1, 0.5, 0.5), 1.0, 3), 1.0)]
+    to_k, to_v = projections()
+    reused = regional.regional_blend(chain_out, q, k, v, [2, 3], regions, (h, w),
+                                     lambda r: (r.cond @ to_k, r.cond @ to_v), softmax_attention,
+                                     full=chain_out[2:])
+    torch.testing.assert_close(reused, blend(chain_out, q, k, v, [2, 3], regions, (h, w)), rtol=0, atol=1e-12)

@@ -91,7 +91,9 @@ def test_shared_attention_matches_formula(share, adain_q, adain_k, adain_v, scal
     torch.testing.assert_close(got, want, rtol=1e-9, atol=1e-9)
 
 
-def test_reference_rows_are_untouched_bit_for_bit():
+def test_reference_rows_are_their_unshared_attention_up_to_rounding():
+    """Row 0 rides in the same call, attending to two copies of its own keys (official StyleAligned):
+    its unshared attention to float32 rounding, whatever the scale and shift."""
     torch.manual_seed(1)
     q, k, v = (torch.randn(8, 6, HEADS * DIM) for _ in range(3))
     layout = rows.chunk_layout(8, [1, 0])
@@ -99,7 +101,7 @@ def test_reference_rows_are_untouched_bit_for_bit():
     got = sa.shared_attention(q, k, v, layout, settings, sdpa)
     plain = sdpa(q, k, v, None)
     for r in layout.reference_rows():
-        assert torch.equal(got[r], plain[r])
+        torch.testing.assert_close(got[r], plain[r], rtol=0, atol=2e-6)
     assert not torch.allclose(got[1], plain[1])
 
 
@@ -146,7 +148,7 @@ def test_folded_score_shift_matches_masked_formula(share, adain_q, adain_k, adai
     want = reference_formula(q, k, v, layout, share, adain_q, adain_k, adain_v, scale, shift)
     torch.testing.assert_close(got, want, rtol=1e-9, atol=1e-9)
     folded = share and shift != 0.0
-    assert sorted(set(calls)) == sorted({DIM} | ({DIM + pad} if folded else set()))
+    assert calls and set(calls) == ({DIM + pad} if folded else {DIM})  # one head size per call, no mask
 
 
 def test_folded_constants_keep_the_softmax_scale():
@@ -169,7 +171,7 @@ def test_fold_pad_aligns_gpu_head_sizes():
         assert pad >= 1 and (d + pad) % 8 == 0
 
 
-def test_folded_reference_rows_are_untouched_bit_for_bit():
+def test_folded_reference_rows_are_their_unshared_attention_up_to_rounding():
     torch.manual_seed(6)
     q, k, v = (torch.randn(8, 6, HEADS * DIM) for _ in range(3))
     layout = rows.chunk_layout(8, [1, 0])
@@ -177,7 +179,18 @@ def test_folded_reference_rows_are_untouched_bit_for_bit():
                               fused_sdpa([]), heads=HEADS)
     plain = sdpa(q, k, v, None)
     for r in layout.reference_rows():
-        assert torch.equal(got[r], plain[r])
+        torch.testing.assert_close(got[r], plain[r], rtol=0, atol=2e-6)
+
+
+def test_one_attention_call_per_layer_on_fused_kernels(monkeypatch):
+    """Where attention is fused (a GPU), all rows share one call: row 0 is not a call of its own."""
+    monkeypatch.setattr(sa, "materialises_scores", lambda device: False)
+    q, k, v = (torch.randn(8, 6, HEADS * DIM) for _ in range(3))
+    for shift in (0.0, 0.7):
+        calls = []
+        sa.shared_attention(q, k, v, rows.chunk_layout(8, [1, 0]), sa.SharingSettings(score_shift=shift),
+                            fused_sdpa(calls), heads=HEADS)
+        assert len(calls) == 1, (shift, calls)
 
 
 def test_fp16_folded_shift_stays_close_to_masked():
