@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Optional
 
 import math
+import weakref
 
 import torch
 import torch.nn.functional as F
@@ -41,6 +42,7 @@ class Region:
     mask: Optional[torch.Tensor] = None  # (H, W) in [0, 1]; used instead of the box when given
     source: str = REGION_NODE  # the node that made it, for error messages
     _grids: dict = field(default_factory=dict, repr=False)
+    _projections: dict = field(default_factory=dict, repr=False)  # see cached_projection
 
     def __deepcopy__(self, memo):
         return self
@@ -137,6 +139,60 @@ def stacked_local_kv(local_kvs: list):
                  for part in zip(*local_kvs))
 
 
+def _weights_key(module) -> tuple:
+    """What K_L, V_L depend on besides the prompt: to_k's and to_v's parameters (identity and in-place
+    version) and the weight patches ComfyUI applies at call time."""
+    key = []
+    for linear in (module.to_k, module.to_v):
+        for name in ("weight", "bias"):
+            p = getattr(linear, name, None)
+            key.append(None if p is None else (id(p), _version(p)))
+        for name in ("weight_function", "bias_function"):
+            key.append(tuple(map(id, getattr(linear, name, None) or ())))
+    return tuple(key)
+
+
+def _version(t: torch.Tensor):
+    """A tensor's in-place version counter; None for inference tensors, which keep none (made under
+    torch.inference_mode, as ComfyUI patches weights there; the sampling run's key still holds)."""
+    try:
+        return t._version
+    except RuntimeError:
+        return None
+
+
+def cached_projection(module, region: Region, like: torch.Tensor, run):
+    """K_L, V_L of a region at a layer, projected once per sampling run (the same weights at every step)
+    instead of at every step. An entry holds for the run whose sample_sigmas it was made in and while
+    the layer's weights are the same (a LoRA or hook patched in place changes their version)."""
+    sigmas = run.sample_sigmas
+    if sigmas is None:
+        return project_local_prompt(module, region, like)
+    key, weights = (id(module), like.dtype, like.device), _weights_key(module)
+    entry = region._projections.get(key)
+    if entry is not None and entry[0]() is sigmas and entry[1] == weights:
+        return entry[2]
+    kv = project_local_prompt(module, region, like)
+    region._projections[key] = (weakref.ref(sigmas), weights, kv)
+    return kv
+
+
+def _stacked_once(holder: Region, local_kvs: list):
+    """:func:`stacked_local_kv`, reused while the projections are the very same tensors (they are, for a
+    whole sampling run, when :func:`cached_projection` made them). Kept on the first region, holding
+    the projections only weakly: entries of runs whose projections are gone are dropped."""
+    tensors = [t for kv in local_kvs for t in kv]
+    key = ("stacked",) + tuple(map(id, tensors))
+    entry = holder._projections.get(key)
+    if entry is not None and all(ref() is t for ref, t in zip(entry[0], tensors)):
+        return entry[1]
+    for old in [k for k, e in holder._projections.items() if k[0] == "stacked" and any(r() is None for r in e[0])]:
+        del holder._projections[old]
+    stacked = stacked_local_kv(local_kvs)
+    holder._projections[key] = (tuple(map(weakref.ref, tensors)), stacked)
+    return stacked
+
+
 def regional_blend(chain_out, q, k, v, rows, regions_and_weights, grid, local_kv, attention, full=None):
     """O = chain_out + sum_i M_i c_i (A(Q, L_i) - A(Q, D)) on the cond ``rows``; other rows as given.
 
@@ -152,12 +208,12 @@ def regional_blend(chain_out, q, k, v, rows, regions_and_weights, grid, local_kv
                          for region, weight in regions_and_weights])  # (R, tokens)
     n, count = q_c.shape[0], masks.shape[0]
     local_kvs = [local_kv(region) for region, _ in regions_and_weights]
-    stacked = stacked_local_kv(local_kvs) if count > 1 else local_kvs[0]
+    stacked = local_kvs[0] if count == 1 else _stacked_once(regions_and_weights[0][0], local_kvs)
     if stacked is None:
         local = torch.stack([attention(q_c, k_l.expand(n, -1, -1), v_l.expand(n, -1, -1)) for k_l, v_l in local_kvs])
-    else:  # (R * n) queries, region r's keys for its n rows
-        k_l, v_l = (t.repeat_interleave(n, dim=0) if count > 1 else t.expand(n, -1, -1) for t in stacked)
-        queries = q_c.repeat(count, 1, 1) if count > 1 else q_c
+    else:  # per region one row of n * tokens queries (each query attends on its own) and its keys
+        k_l, v_l = stacked
+        queries = q_c.reshape(1, -1, q_c.shape[-1]).expand(count, -1, -1)
         local = attention(queries, k_l, v_l).view(count, n, *full.shape[1:])
     delta = ((local - full) * masks[:, None, :, None]).sum(0)
     return chain_out.index_add(0, torch.as_tensor(rows, device=q.device), delta)
@@ -186,5 +242,5 @@ class RegionalControl(AttentionControl):
         # below us only ComfyUI's attention: the chain's cond rows are A(Q, D) already
         full = cond_rows(chain_out, rows) if is_plain_attention(next_attention) else None
         return regional_blend(chain_out, q, k, v, rows, active, grid,
-                              lambda region: project_local_prompt(module, region, k),
+                              lambda region: cached_projection(module, region, k, call.run),
                               lambda q_, k_, v_: default_attention(q_, k_, v_, call), full=full)

@@ -17,6 +17,7 @@ import math
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 
 from .controls import AttentionControl
 from .dispatcher import is_plain_attention
@@ -154,13 +155,8 @@ def _fold_shift(queries, keys, values, tokens: int, shift: float, heads: int, pa
     1..B-1 only), values [v, 0...]: see :func:`folded_constants`. In and out (chunks, B, T or 2T, C)."""
     head_dim = queries.shape[-1] // heads
     gain, key_channel = folded_constants(shift, head_dim, pad)
-
-    def padded(x):
-        out = x.new_zeros(*x.shape[:-1], heads, head_dim + pad)
-        out[..., :head_dim] = x.unflatten(-1, (heads, head_dim))
-        return out
-    q_pad = padded(queries)
-    q_pad[..., :head_dim] *= gain
+    padded = lambda t: F.pad(t.unflatten(-1, (heads, head_dim)), (0, pad))  # noqa: E731  zeros appended
+    q_pad = padded(queries * gain)
     q_pad[..., head_dim] = 1.0
     k_pad = padded(keys)
     k_pad[:, 1:, tokens:, :, head_dim] = key_channel

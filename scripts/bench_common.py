@@ -43,11 +43,25 @@ def parse_args(description: str, **defaults) -> argparse.Namespace:
     p.add_argument("--rounds", type=int, default=defaults.get("rounds", 5))
     p.add_argument("--counts-only", action="store_true",
                    help="print only the exact cost columns (FLOPs, op calls), no timing rounds")
+    p.add_argument("--gpu-like", action="store_true",
+                   help="count the op stream a GPU runs: ComfyUI's fused attention (attention_pytorch, "
+                        "its default on NVIDIA) and no CPU score-matrix slicing (with --counts-only)")
     a = p.parse_args()
     if a.size is None:
         a.size = (512 if a.model == "sd15" else 1024) if a.full else 256
     bootstrap(cpu=a.device == "cpu")
+    if a.gpu_like:
+        use_fused_attention()
     return a
+
+
+def use_fused_attention():
+    """ComfyUI's attention_pytorch (scaled_dot_product_attention) for every attention call, and the
+    pack told that scores are not materialised: the kernels and launches a GPU run has."""
+    import comfy.ldm.modules.attention as attention
+    from tests.pack import pack_module  # the benches import it first, before ComfyUI's tests/ is on sys.path
+    attention.optimized_attention = attention.optimized_attention_masked = attention.attention_pytorch
+    pack_module("attention.style_aligned").materialises_scores = lambda device: False
 
 
 def load_model(args):

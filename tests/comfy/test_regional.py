@@ -211,3 +211,23 @@ def test_sd15_prompt_on_sdxl_model_is_a_clear_error(comfy, pack):
     positive = [[torch.zeros(1, 77, 2048), {"pooled_output": torch.zeros(1, 1280)}]]
     with pytest.raises(ValueError, match="768 channels but this model's cross-attention takes 2048"):
         comfy.sample(model, positive, positive, steps=1, cfg=1.0, width=64, height=64)
+
+
+def test_local_prompt_projections_follow_the_weights_between_runs(comfy, pack):
+    """Each local prompt is projected once per layer per sampling run, not once per step. The same
+    region objects then serve a model whose cross-attention weights a LoRA changed (applied after the
+    node, at two strengths): each run equals the one with freshly made regions, which share no cache."""
+    ck = comfy.sd15
+    positive, negative = comfy.encode(ck.clip, "a landscape"), comfy.encode(ck.clip, "")
+    kw = dict(steps=3, width=SMALL, height=SMALL, seed=3)
+    regions = region_node(pack, comfy, ck.clip, weight=1.5)
+    patched = regional_model(pack, ck.model, regions)
+    first = comfy.sample(patched, positive, negative, **kw)
+    for strength in (1.0, 0.4):
+        lora_model, _ = comfy.lora(patched, ck.clip, strength_model=strength)
+        reused = comfy.sample(lora_model, positive, negative, **kw)
+        fresh_model, _ = comfy.lora(regional_model(pack, ck.model, region_node(pack, comfy, ck.clip, weight=1.5)),
+                                    ck.clip, strength_model=strength)
+        assert torch.equal(reused, comfy.sample(fresh_model, positive, negative, **kw)), strength
+        assert (reused - first).abs().max() > 1e-3  # the LoRA reached the regional projections' layers
+    assert torch.equal(comfy.sample(patched, positive, negative, **kw), first)  # and back without it
