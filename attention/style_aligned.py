@@ -93,20 +93,35 @@ def materialises_scores(device: torch.device) -> bool:
     return device.type == "cpu"
 
 
+# Row 0 in the generated rows' call costs its duplicated keys, 8 * chunks * T^2 * C FLOPs per layer;
+# a call of its own costs about 20 more kernel launches (~0.1 ms on a GPU). They break even near
+# chunks * T^2 * C = 2.5e9 at ~2e14 FLOP/s: SD1.5's 64x64 layers at 512 px (4096 tokens, 320 channels,
+# cond + uncond: 1.1e10) keep row 0 apart, its 32x32 and smaller ones (<= 1.3e9) share the call.
+SHARED_CALL_BELOW = 2.5e9
+
+
+def reference_in_shared_call(device: torch.device, chunks: int, tokens: int, width: int) -> bool:
+    """Whether row 0 rides in the generated rows' attention call (fewer launches) rather than a call
+    of its own (fewer FLOPs): where attention is fused and the layer is small. On the CPU compute
+    dominates: always apart."""
+    return not materialises_scores(device) and chunks * tokens * tokens * width < SHARED_CALL_BELOW
+
+
 def shared_attention(q, k, v, layout: ChunkLayout, settings: SharingSettings, attention, heads=None,
                      reference_output: bool = True, reference_apart: bool = False):
     """Shared attention over a batch laid out in chunks; ``attention(q, k, v, mask)`` does the softmax.
 
-    One attention call for all rows, as in the official implementation: every row attends to its own
-    (AdaIN'd) keys and values joined with its chunk's row-0 keys and values, so row 0 attends to two
-    copies of its own (scale and shift are left out for it): its unshared attention, up to rounding.
+    Every generated row attends to its own (AdaIN'd) keys and values joined with its chunk's row-0
+    keys and values. Row 0 gets its unshared attention, in one of two ways with the same maths
+    (:func:`reference_in_shared_call` picks the cheaper): a call of its own, or in the generated rows'
+    call as in the official implementation, attending to two copies of its own keys and values (no
+    scale or shift for it), which equals its unshared attention up to rounding.
     With ``heads`` (the call's head count) a score shift is folded into extra channels per head (see
     :func:`folded_constants`) and no mask is passed, so fused kernels run; without it the shift is an
     additive mask per row. Either way the maths is the module docstring's formula.
-    ``reference_output`` (False where reference-image mode replays row 0 and drops its output) changes
-    nothing here: row 0 rides in the same call. ``reference_apart``: where the shift is folded, row 0
-    also gets a call of its own at the model's head size (whose output it keeps), for another pack's
-    replace below, which must never see the widened heads.
+    ``reference_output=False``: row 0's output is not needed (reference-image mode replays row 0 and
+    drops it); ``reference_apart``: row 0 must get a call of its own at the model's head size (another
+    pack's replace below must see its attention and never the widened heads of a folded shift).
     """
     if layout.rows < 2 or settings.neutral:
         return attention(q, k, v, None)
@@ -117,26 +132,32 @@ def shared_attention(q, k, v, layout: ChunkLayout, settings: SharingSettings, at
         return attention(queries.flatten(0, 1), own_keys.flatten(0, 1), own_values.flatten(0, 1), None)
     chunks, rows = layout.chunks, layout.rows
     tokens, width = k.shape[-2], k.shape[-1]
-    ref_keys = _ref(ks).expand(chunks, rows, tokens, width)
-    if settings.score_scale != 1.0:  # rows 1..B-1 see s * K_r, row 0 its own keys
-        scale = q.new_full((1, rows, 1, 1), settings.score_scale)
-        scale[:, 0] = 1.0
+    apart = reference_apart or not reference_in_shared_call(q.device, chunks, tokens, width)
+    first = 1 if apart else 0  # the first row of the shared call
+    shared = rows - first
+    ref_keys = _ref(ks).expand(chunks, shared, tokens, width)
+    if settings.score_scale != 1.0:  # generated rows see s * K_r; row 0 (in the call) its own keys
+        scale = q.new_full((1, shared, 1, 1), settings.score_scale)
+        if not apart:
+            scale[:, 0] = 1.0
         ref_keys = ref_keys * scale
-    keys = torch.cat([own_keys, ref_keys], dim=2)  # (chunks, B, 2T, C)
-    values = torch.cat([own_values, _ref(vs).expand(chunks, rows, tokens, width)], dim=2)
+    if apart:
+        queries, own_keys, own_values = (t.narrow(1, 1, shared) for t in (queries, own_keys, own_values))
+    keys = torch.cat([own_keys, ref_keys], dim=2)  # (chunks, rows in the call, 2T, C)
+    values = torch.cat([own_values, _ref(vs).expand(chunks, shared, tokens, width)], dim=2)
     shift, mask, pad = settings.score_shift, None, 0
     if shift != 0.0 and heads is not None:
         pad = fold_pad(width // heads, q.device)
-        queries, keys, values = _fold_shift(queries, keys, values, tokens, shift, heads, pad)
-    elif shift != 0.0:  # an additive bias on the reference's keys of rows 1..B-1
-        mask = q.new_zeros(chunks, rows, 1, 1, 2 * tokens)
-        mask[:, 1:, ..., tokens:] = shift
+        queries, keys, values = _fold_shift(queries, keys, values, tokens, shift, heads, pad, first)
+    elif shift != 0.0:  # an additive bias on the reference's keys of the generated rows
+        mask = q.new_zeros(chunks, shared, 1, 1, 2 * tokens)
+        mask[:, 1 - first:, ..., tokens:] = shift
         mask = mask.flatten(0, 1)  # (N, 1, 1, 2T): broadcasts over heads and queries
     queries, keys, values = queries.flatten(0, 1), keys.flatten(0, 1), values.flatten(0, 1)
     n = queries.shape[0]
     # doubled keys double a materialised score matrix: slice the rows so no call holds more scores
     # than the unshared call of the whole batch would
-    per_call = max(1, n // 2) if materialises_scores(q.device) else n
+    per_call = max(1, chunks * rows // 2) if materialises_scores(q.device) else n
     if per_call >= n:
         out = attention(queries, keys, values, mask)
     else:
@@ -144,22 +165,27 @@ def shared_attention(q, k, v, layout: ChunkLayout, settings: SharingSettings, at
                                    None if mask is None else mask[i:i + per_call]) for i in range(0, n, per_call)])
     if pad:
         out = out.unflatten(-1, (heads, -1))[..., :width // heads].flatten(-2)
-        if reference_apart and reference_output:
-            rows_out = layout.split(out)
-            rows_out.select(1, 0).copy_(attention(qs.select(1, 0), ks.select(1, 0), vs.select(1, 0), None))
-    return out
+    if not apart:
+        return out
+    if reference_output:  # the unshared call's rows
+        out_ref = attention(qs.select(1, 0), ks.select(1, 0), vs.select(1, 0), None)
+    else:
+        out_ref = q.new_zeros(chunks, q.shape[-2], width)
+    return torch.cat([out_ref.view(chunks, 1, *out_ref.shape[1:]), out.view(chunks, shared, *out.shape[1:])],
+                     dim=1).flatten(0, 1)
 
 
-def _fold_shift(queries, keys, values, tokens: int, shift: float, heads: int, pad: int):
-    """Per head, queries [g q, 1, 0...], keys [k, 0...] (own) and [k_r, x, 0...] (the reference's, rows
-    1..B-1 only), values [v, 0...]: see :func:`folded_constants`. In and out (chunks, B, T or 2T, C)."""
+def _fold_shift(queries, keys, values, tokens: int, shift: float, heads: int, pad: int, first: int = 0):
+    """Per head, queries [g q, 1, 0...], keys [k, 0...] (own) and [k_r, x, 0...] (the reference's, for
+    generated rows only: the call's rows from ``1 - first`` on, row 0 being in the call when ``first``
+    is 0), values [v, 0...]: see :func:`folded_constants`. In and out (chunks, rows, T or 2T, C)."""
     head_dim = queries.shape[-1] // heads
     gain, key_channel = folded_constants(shift, head_dim, pad)
     padded = lambda t: F.pad(t.unflatten(-1, (heads, head_dim)), (0, pad))  # noqa: E731  zeros appended
     q_pad = padded(queries * gain)
     q_pad[..., head_dim] = 1.0
     k_pad = padded(keys)
-    k_pad[:, 1:, tokens:, :, head_dim] = key_channel
+    k_pad[:, 1 - first:, tokens:, :, head_dim] = key_channel
     return q_pad.flatten(-2), k_pad.flatten(-2), padded(values).flatten(-2)
 
 

@@ -2,6 +2,8 @@
 import pytest
 import torch
 
+from tests.pack import pack_module
+
 from tests.comfy.style_aligned_node import NEUTRAL, style_aligned
 
 
@@ -21,10 +23,13 @@ def vanilla(comfy, sd15):
     return {cfg: sample(comfy, sd15[0].model, sd15, cfg=cfg) for cfg in (5.0, 1.0)}
 
 
-# Row 0 rides in the generated rows' attention call, attending to two copies of its own keys and values
-# (the official StyleAligned formulation): its unshared result up to rounding, which the tiny models'
-# fp16 weights turn into at most an ulp or two of the latent (~1e-3); the generated rows move > 1e-2.
-ROW0_ROUNDING = 2e-3
+# On the CPU row 0 gets an attention call of its own: its output is the unshared one (1e-5: the chain's
+# float noise). Where it rides in the generated rows' call (small layers on fused GPU kernels), it
+# attends to two copies of its own keys and values (the official formulation): equal up to rounding,
+# which the tiny models' fp16 weights turn into an ulp or two of the latent (2e-3); generated rows
+# move by more than 1e-2.
+ROW0_ROUNDING = 1e-5
+ROW0_ROUNDING_SHARED_CALL = 2e-3
 
 
 def test_neutral_settings_reproduce_vanilla_exactly(comfy, sd15, vanilla):
@@ -32,11 +37,15 @@ def test_neutral_settings_reproduce_vanilla_exactly(comfy, sd15, vanilla):
     assert (out - vanilla[5.0]).abs().max().item() == 0.0
 
 
+@pytest.mark.parametrize("shared_call", [False, True], ids=["row 0 apart", "row 0 in the shared call"])
 @pytest.mark.parametrize("cfg", [5.0, 1.0])
 @pytest.mark.parametrize("settings", [{}, {"share_group_norm": True, "shared_score_shift": 0.69}])
-def test_reference_row_unchanged_other_rows_styled(comfy, sd15, vanilla, cfg, settings):
+def test_reference_row_unchanged_other_rows_styled(comfy, sd15, vanilla, cfg, settings, shared_call, monkeypatch):
+    if shared_call:  # what a GPU does at small layers
+        monkeypatch.setattr(pack_module("attention.style_aligned"), "reference_in_shared_call", lambda *a: True)
     out = sample(comfy, style_aligned(comfy, sd15[0].model, **settings), sd15, cfg=cfg)
-    torch.testing.assert_close(out[0], vanilla[cfg][0], rtol=0, atol=ROW0_ROUNDING)
+    torch.testing.assert_close(out[0], vanilla[cfg][0], rtol=0,
+                               atol=ROW0_ROUNDING_SHARED_CALL if shared_call else ROW0_ROUNDING)
     for row in (1, 2):
         assert (out[row] - vanilla[cfg][row]).abs().max().item() > 1e-2
 
@@ -149,7 +158,7 @@ def test_sdxl_reference_row_unchanged(comfy):
     kw = dict(batch=2, cfg=4.0, steps=2, width=128, height=128)
     plain = comfy.sample(ckpt.model, pos, neg, **kw)
     out = comfy.sample(style_aligned(comfy, ckpt.model, share_group_norm=True), pos, neg, **kw)
-    torch.testing.assert_close(out[0], plain[0], rtol=0, atol=ROW0_ROUNDING)
+    torch.testing.assert_close(out[0], plain[0], rtol=0, atol=1e-4)
     assert (out[1] - plain[1]).abs().max().item() > 1e-2
 
 

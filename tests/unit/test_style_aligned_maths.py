@@ -77,9 +77,16 @@ CASES = [
 ]
 
 
+@pytest.fixture(params=[False, True], ids=["row 0 apart", "row 0 in the shared call"])
+def row0_plan(request, monkeypatch):
+    """Both ways of computing row 0 (a call of its own, or in the generated rows' call)."""
+    monkeypatch.setattr(sa, "reference_in_shared_call", lambda *args: request.param)
+    return request.param
+
+
 @pytest.mark.parametrize("share,adain_q,adain_k,adain_v,scale,shift", CASES)
 @pytest.mark.parametrize("cond_or_uncond", [[1, 0], [0], [1], [1, 0, 0]])
-def test_shared_attention_matches_formula(share, adain_q, adain_k, adain_v, scale, shift, cond_or_uncond):
+def test_shared_attention_matches_formula(share, adain_q, adain_k, adain_v, scale, shift, cond_or_uncond, row0_plan):
     torch.manual_seed(0)
     B, T = 3, 5
     n = B * len(cond_or_uncond)
@@ -91,9 +98,9 @@ def test_shared_attention_matches_formula(share, adain_q, adain_k, adain_v, scal
     torch.testing.assert_close(got, want, rtol=1e-9, atol=1e-9)
 
 
-def test_reference_rows_are_their_unshared_attention_up_to_rounding():
-    """Row 0 rides in the same call, attending to two copies of its own keys (official StyleAligned):
-    its unshared attention to float32 rounding, whatever the scale and shift."""
+def test_reference_rows_are_their_unshared_attention(row0_plan):
+    """Row 0 in a call of its own: bit for bit; in the generated rows' call, attending to two copies of
+    its own keys (official StyleAligned): to float32 rounding, whatever the scale and shift."""
     torch.manual_seed(1)
     q, k, v = (torch.randn(8, 6, HEADS * DIM) for _ in range(3))
     layout = rows.chunk_layout(8, [1, 0])
@@ -101,7 +108,7 @@ def test_reference_rows_are_their_unshared_attention_up_to_rounding():
     got = sa.shared_attention(q, k, v, layout, settings, sdpa)
     plain = sdpa(q, k, v, None)
     for r in layout.reference_rows():
-        torch.testing.assert_close(got[r], plain[r], rtol=0, atol=2e-6)
+        torch.testing.assert_close(got[r], plain[r], rtol=0, atol=2e-6 if row0_plan else 0.0)
     assert not torch.allclose(got[1], plain[1])
 
 
@@ -133,7 +140,7 @@ def test_adain_gives_reference_statistics():
 @pytest.mark.parametrize("cond_or_uncond", [[1, 0], [0], [1, 0, 0]])
 @pytest.mark.parametrize("pad", [1, 3, 8])
 def test_folded_score_shift_matches_masked_formula(share, adain_q, adain_k, adain_v, scale, shift, cond_or_uncond,
-                                                   pad, monkeypatch):
+                                                   pad, monkeypatch, row0_plan):
     """With the call's head count, a shift is carried by extra head channels: no mask reaches the
     kernel, and the result is the masked formula's (pad 1 = CPU, up to a multiple of 8 on GPUs)."""
     monkeypatch.setattr(sa, "fold_pad", lambda head_dim, device: pad)
@@ -148,7 +155,10 @@ def test_folded_score_shift_matches_masked_formula(share, adain_q, adain_k, adai
     want = reference_formula(q, k, v, layout, share, adain_q, adain_k, adain_v, scale, shift)
     torch.testing.assert_close(got, want, rtol=1e-9, atol=1e-9)
     folded = share and shift != 0.0
-    assert calls and set(calls) == ({DIM + pad} if folded else {DIM})  # one head size per call, no mask
+    if not folded:
+        assert set(calls) == {DIM}
+    else:  # no mask anywhere; row 0's own call (if apart) at the model's head size
+        assert set(calls) == ({DIM + pad} if row0_plan else {DIM, DIM + pad})
 
 
 def test_folded_constants_keep_the_softmax_scale():
@@ -171,7 +181,7 @@ def test_fold_pad_aligns_gpu_head_sizes():
         assert pad >= 1 and (d + pad) % 8 == 0
 
 
-def test_folded_reference_rows_are_their_unshared_attention_up_to_rounding():
+def test_folded_reference_rows_are_their_unshared_attention(row0_plan):
     torch.manual_seed(6)
     q, k, v = (torch.randn(8, 6, HEADS * DIM) for _ in range(3))
     layout = rows.chunk_layout(8, [1, 0])
@@ -179,18 +189,23 @@ def test_folded_reference_rows_are_their_unshared_attention_up_to_rounding():
                               fused_sdpa([]), heads=HEADS)
     plain = sdpa(q, k, v, None)
     for r in layout.reference_rows():
-        torch.testing.assert_close(got[r], plain[r], rtol=0, atol=2e-6)
+        torch.testing.assert_close(got[r], plain[r], rtol=0, atol=2e-6 if row0_plan else 0.0)
 
 
-def test_one_attention_call_per_layer_on_fused_kernels(monkeypatch):
-    """Where attention is fused (a GPU), all rows share one call: row 0 is not a call of its own."""
-    monkeypatch.setattr(sa, "materialises_scores", lambda device: False)
+def test_one_attention_call_per_small_layer_on_fused_kernels(monkeypatch):
+    """Where attention is fused (a GPU) and the layer is small, all rows share one call (fewer
+    launches); a large layer or the CPU gives row 0 a call of its own (fewer FLOPs)."""
     q, k, v = (torch.randn(8, 6, HEADS * DIM) for _ in range(3))
-    for shift in (0.0, 0.7):
-        calls = []
-        sa.shared_attention(q, k, v, rows.chunk_layout(8, [1, 0]), sa.SharingSettings(score_shift=shift),
-                            fused_sdpa(calls), heads=HEADS)
-        assert len(calls) == 1, (shift, calls)
+    for fused, calls_wanted in ((True, 1), (False, 2)):
+        monkeypatch.setattr(sa, "materialises_scores", lambda device: not fused)
+        for shift in (0.0, 0.7):
+            calls = []
+            sa.shared_attention(q, k, v, rows.chunk_layout(8, [1, 0]), sa.SharingSettings(score_shift=shift),
+                                fused_sdpa(calls), heads=HEADS)
+            assert len(calls) == calls_wanted + (0 if fused else 1), (fused, shift, calls)  # CPU: 2 slices
+    monkeypatch.setattr(sa, "materialises_scores", lambda device: False)
+    assert sa.reference_in_shared_call(torch.device("cuda"), 2, 1024, 320)  # SD1.5 32x32 layers at 512 px
+    assert not sa.reference_in_shared_call(torch.device("cuda"), 2, 4096, 320)  # its 64x64 layers
 
 
 def test_fp16_folded_shift_stays_close_to_masked():
