@@ -149,9 +149,12 @@ def shared_attention(q, k, v, layout: ChunkLayout, settings: SharingSettings, at
     if shift != 0.0 and heads is not None:
         pad = fold_pad(width // heads, q.device)
         queries, keys, values = _fold_shift(queries, keys, values, tokens, shift, heads, pad, first)
-    elif shift != 0.0:  # an additive bias on the reference's keys of the generated rows
+    elif shift != 0.0 and apart:  # an additive bias on the reference's keys, the same for every row
+        mask = q.new_zeros(q.shape[-2], 2 * tokens)
+        mask[:, tokens:] = shift
+    elif shift != 0.0:  # per row: none for row 0
         mask = q.new_zeros(chunks, shared, 1, 1, 2 * tokens)
-        mask[:, 1 - first:, ..., tokens:] = shift
+        mask[:, 1:, ..., tokens:] = shift
         mask = mask.flatten(0, 1)  # (N, 1, 1, 2T): broadcasts over heads and queries
     queries, keys, values = queries.flatten(0, 1), keys.flatten(0, 1), values.flatten(0, 1)
     n = queries.shape[0]
@@ -162,7 +165,8 @@ def shared_attention(q, k, v, layout: ChunkLayout, settings: SharingSettings, at
         out = attention(queries, keys, values, mask)
     else:
         out = torch.cat([attention(queries[i:i + per_call], keys[i:i + per_call], values[i:i + per_call],
-                                   None if mask is None else mask[i:i + per_call]) for i in range(0, n, per_call)])
+                                   mask if mask is None or mask.ndim == 2 else mask[i:i + per_call])
+                         for i in range(0, n, per_call)])
     if pad:
         out = out.unflatten(-1, (heads, -1))[..., :width // heads].flatten(-2)
     if not apart:
