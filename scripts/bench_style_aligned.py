@@ -8,10 +8,10 @@ per-step FLOPs and aten operator calls (see bench_counts).
     .venv/bin/python scripts/bench_style_aligned.py --full --size 64 --steps 1 --counts-only --gpu-like
                                              # the real SD1.5's op stream as a GPU runs it, counted on the CPU
 
-FLOP minimum of shared attention in one call per layer: every row attends to twice the keys (row 0 to
-two copies of its own), so it adds vanilla's self-attention products once more (a separate call for
-row 0 would save 1/B of them, for ~20 more kernel launches per layer); AdaIN, the score shift and
-GroupNorm sharing need no matrix products. The shift's extra head channels add pad/head_dim of the
+FLOP minimum of shared attention: with row 0 in a call of its own (the CPU, and large layers on a GPU)
+the generated rows ((B-1)/B of the batch) attend to twice the keys, (B-1)/B of vanilla's self-attention
+products more; with row 0 in the generated rows' call (small layers on fused kernels, fewer launches)
+every row does, once more. AdaIN, the score shift and GroupNorm sharing need no matrix products. The shift's extra head channels add pad/head_dim of the
 self-attention products. The CPU slices the call to bound its score matrix (one more ComfyUI attention
 call per layer); the "as on a GPU" line and --gpu-like count without it.
 """
@@ -44,13 +44,15 @@ def main():
                      positive, negative, args)
     costs = result["costs"]
     base = costs["vanilla"]
-    # one call per layer: every row attends to 2x keys (row 0 to two copies of its own), so the
-    # self-attention products double; a separate call for row 0 would save 1/B of them for ~20 more
-    # launches per layer
-    minimum = base.flops + base.attn1_flops
+    # row 0 in a call of its own (the CPU; large layers on a GPU): the generated rows attend to 2x keys,
+    # (B-1)/B of vanilla's self-attention products more; row 0 in the shared call (small layers on fused
+    # kernels): every row does, once more (see attention.style_aligned.reference_in_shared_call)
+    apart = base.flops + base.attn1_flops * (args.batch - 1) / args.batch
+    shared = base.flops + base.attn1_flops
     for name in costs:
         if name != "vanilla":
-            print_minimum(name, costs, minimum, "vanilla + its self-attention products once more")
+            print_minimum(name, costs, apart, f"vanilla + (B-1)/B of its self-attention products, row 0 apart; "
+                                              f"x{shared / base.flops:.3f} with row 0 in the shared call")
     style_aligned = pack_module("attention.style_aligned")
     on_cpu = style_aligned.materialises_scores
     style_aligned.materialises_scores = lambda device: False  # what runs where attention is fused
