@@ -32,8 +32,8 @@ class AtelierStyleAligned(io.ComfyNode):
                 "StyleAligned set generation: every image of the batch shares the style of batch row 0. "
                 "In self-attention, rows 1..B-1 also attend to row 0's keys/values (scaled by "
                 "shared_score_scale, shifted by shared_score_shift) after AdaIN gives their queries/keys "
-                "row 0's per-channel statistics. Row 0 itself is generated as without the node (it attends to copies "
-                "of its own keys and values, as in the official code; equal up to float rounding). "
+                "row 0's per-channel statistics. Row 0 itself is generated as without the node (where it shares "
+                "the generated rows' attention call, as in the official code: up to float rounding). "
                 "Works at any cfg and with cond/uncond run separately. Wire one prompt per row with "
                 "AtelierBatchPrompts. With a reference trajectory (AtelierInvert) the reference is a real "
                 "image instead: it is added as row 0 of every model call and removed from the output."),
