@@ -35,3 +35,12 @@ def regenerate(comfy, model, noised: dict, steps: int, cfg: float, positive, neg
 
 def relative_error(x: torch.Tensor, target: torch.Tensor) -> float:
     return float((x - target).pow(2).mean().sqrt() / target.pow(2).mean().sqrt())
+
+
+def with_unet_spy(model, spy, key: str = "atelier_test.unet_spy"):
+    """A clone of ``model`` whose UNet calls pass through ``spy`` first (an innermost DIFFUSION_MODEL
+    wrapper: it sees x, timesteps, context, ... as the UNet gets them); returns (clone, spy)."""
+    import comfy.patcher_extension as ext
+    model = model.clone()
+    model.add_wrapper_with_key(ext.WrappersMP.DIFFUSION_MODEL, key, spy)
+    return model, spy

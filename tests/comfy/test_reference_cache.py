@@ -10,7 +10,7 @@ import logging
 import pytest
 import torch
 
-from tests.comfy.inversion_helpers import image_latent, invert
+from tests.comfy.inversion_helpers import image_latent, invert, with_unet_spy
 from tests.comfy.style_aligned_node import DEFAULTS, NODE
 
 STEPS = 3
@@ -62,11 +62,7 @@ class BatchSpy:
 
 
 def spied(model):
-    import comfy.patcher_extension as ext
-    spy = BatchSpy()
-    model = model.clone()
-    model.add_wrapper_with_key(ext.WrappersMP.DIFFUSION_MODEL, "atelier_test.batch_spy", spy)
-    return model, spy
+    return with_unet_spy(model, BatchSpy())
 
 
 def cache_of(model):

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from tests.harness import SD15
-from tests.comfy.inversion_helpers import image_latent, invert
+from tests.comfy.inversion_helpers import image_latent, invert, with_unet_spy
 
 STEPS = 3
 CONTROLNET = "atelier_tiny_sd15_controlnet.safetensors"
@@ -53,11 +53,7 @@ class Recorder:
 
 
 def recorded(model):
-    import comfy.patcher_extension as ext
-    recorder = Recorder()
-    model = model.clone()
-    model.add_wrapper_with_key(ext.WrappersMP.DIFFUSION_MODEL, "atelier_test.recorder", recorder)
-    return model, recorder
+    return with_unet_spy(model, Recorder())
 
 
 def c_in(sigma):
