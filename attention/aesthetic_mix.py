@@ -27,10 +27,10 @@ from typing import Callable
 
 import torch
 
-from .controls import AttentionControl
-from .layers import LayerSelection
-from .rows import ChunkLayout
-from .schedule import Window
+from .core.controls import AttentionControl
+from .core.layers import LayerSelection
+from .core.rows import ChunkLayout
+from .core.schedule import Window
 
 # value_branch(to_v, aesthetic) -> values: to_v is the layer's value projection (comfy.ops, LoRA-aware)
 ValueBranch = Callable[[Callable, torch.Tensor], torch.Tensor]

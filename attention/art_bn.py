@@ -17,10 +17,10 @@ from dataclasses import dataclass
 
 import torch
 
-from .controls import AttentionControl
-from .layers import LayerSelection
-from .rows import ChunkLayout
-from .schedule import Window
+from .core.controls import AttentionControl
+from .core.layers import LayerSelection
+from .core.rows import ChunkLayout
+from .core.schedule import Window
 
 EPS = 1e-5
 TOKENS = (-2,)  # (batch, tokens, channels): over tokens

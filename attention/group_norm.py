@@ -14,11 +14,11 @@ from dataclasses import dataclass
 
 import torch
 
-from .controls import AttentionControl
-from .dispatcher import CURRENT_OPTIONS, PACK_KEY, RUN_KEY
-from .reference_keys import RECORD_KEY, REPLAY_KEY
-from .rows import chunk_layout
-from .schedule import Window
+from .core.controls import AttentionControl
+from .core.dispatcher import CURRENT_OPTIONS, PACK_KEY, RUN_KEY
+from .core.reference_keys import RECORD_KEY, REPLAY_KEY
+from .core.rows import chunk_layout
+from .core.schedule import Window
 
 
 @dataclass(frozen=True)

@@ -19,18 +19,18 @@ from dataclasses import dataclass, field
 
 import torch
 
-from .reference_keys import REFERENCE_INSERTED_KEY
-from .controls import AttentionControl
-from .errors import AtelierError
+from .core.reference_keys import REFERENCE_INSERTED_KEY
+from .core.controls import AttentionControl
+from .core.errors import AtelierError
 from .ip_adapter_file import ImageAdapter, family_of
-from .layers import LayerSelection
-from .rows import ChunkLayout
-from .schedule import Window
+from .core.layers import LayerSelection
+from .core.rows import ChunkLayout
+from .core.schedule import Window
 
 
 def image_attention(q, k, v, call):
     """Attention of q over the image keys/values: ComfyUI's own attention (tests may swap it)."""
-    from .dispatcher import default_attention
+    from .core.dispatcher import default_attention
     return default_attention(q, k, v, call)
 
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .errors import AtelierError
+from .core.errors import AtelierError
 from .ip_adapter_projection import RESAMPLER_HEAD_DIM, LinearImageProjection, Resampler
 
 FAMILIES = {768: "SD1.5", 1024: "SD2.x", 2048: "SDXL"}

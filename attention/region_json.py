@@ -15,7 +15,7 @@ import json
 import math
 from dataclasses import dataclass
 
-from .errors import AtelierError
+from .core.errors import AtelierError
 from .weight_curves import CURVE_KINDS, WeightCurve
 
 MAX_BOXES = 64

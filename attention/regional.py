@@ -22,11 +22,11 @@ import weakref
 import torch
 import torch.nn.functional as F
 
-from .controls import AttentionControl
-from .dispatcher import default_attention, is_plain_attention
-from .errors import AtelierError
-from .layers import LayerSelection
-from .schedule import Window
+from .core.controls import AttentionControl
+from .core.dispatcher import default_attention, is_plain_attention
+from .core.errors import AtelierError
+from .core.layers import LayerSelection
+from .core.schedule import Window
 from .weight_curves import WeightCurve, step_progress
 
 REGION_NODE = "AtelierRegion"

@@ -19,12 +19,12 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from .controls import AttentionControl
-from .dispatcher import is_plain_attention
-from .layers import LayerSelection
-from .rows import ChunkLayout
-from .schedule import Window
-from .reference_keys import REPLAYED_ROW_KEY
+from .core.controls import AttentionControl
+from .core.dispatcher import is_plain_attention
+from .core.layers import LayerSelection
+from .core.rows import ChunkLayout
+from .core.schedule import Window
+from .core.reference_keys import REPLAYED_ROW_KEY
 
 EPS = 1e-5
 

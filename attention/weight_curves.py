@@ -19,7 +19,7 @@ import dataclasses
 import math
 from dataclasses import dataclass
 
-from .errors import AtelierError
+from .core.errors import AtelierError
 
 CURVE_KINDS = ("constant", "linear", "cosine", "step", "list")
 STEP_TOLERANCE = 1e-4  # relative; sigmas a sampler passes back are float copies of sample_sigmas

@@ -16,9 +16,9 @@ import math
 
 import torch
 
-from ..attention.errors import AtelierError
-from ..attention.rows import chunk_first_rows, chunk_layout, insert_rows, strip_rows  # noqa: F401 (re-exported)
-from ..attention.reference_keys import RECORD_KEY, REFERENCE_INSERTED_KEY, REFERENCE_KEY, REPLAY_KEY  # noqa: F401
+from ..attention.core.errors import AtelierError
+from ..attention.core.rows import chunk_first_rows, chunk_layout, insert_rows, strip_rows  # noqa: F401 (re-exported)
+from ..attention.core.reference_keys import RECORD_KEY, REFERENCE_INSERTED_KEY, REFERENCE_KEY, REPLAY_KEY  # noqa: F401
 from .reference_cache import ACTIVE, ReplayMissing, StepReplay, digest, sampling_context  # noqa: F401
 
 log = logging.getLogger("attention_atelier")

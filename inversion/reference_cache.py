@@ -33,10 +33,10 @@ from dataclasses import dataclass
 
 import torch
 
-from ..attention.reference_keys import (RECORD_KEY, REFERENCE_INSERTED_KEY, REPLAY_KEY,  # noqa: F401
+from ..attention.core.reference_keys import (RECORD_KEY, REFERENCE_INSERTED_KEY, REPLAY_KEY,  # noqa: F401
                                         REPLAYED_ROW_KEY)
 from ..attention.art_bn import EPS  # the channel statistics are ArtBN's
-from ..attention.rows import chunk_first_rows, chunk_layout, insert_rows, strip_rows
+from ..attention.core.rows import chunk_first_rows, chunk_layout, insert_rows, strip_rows
 
 try:  # guarded: imports without ComfyUI
     from comfy.ldm.modules.diffusionmodules.openaimodel import UNetModel

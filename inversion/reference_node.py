@@ -1,7 +1,7 @@
 """Put a reference trajectory on a (cloned) model: checks, then the keyed wrappers."""
 from __future__ import annotations
 
-from ..attention.errors import AtelierError
+from ..attention.core.errors import AtelierError
 from .reference import REFERENCE_KEY, ReferenceRows, size_check_wrapper
 from .reference_cache import MAX_CACHE_MB, ReferenceCache
 from .trajectory import Trajectory

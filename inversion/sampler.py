@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import torch
 
-from ..attention.rows import chunk_layout
+from ..attention.core.rows import chunk_layout
 from . import ddim
 from .trajectory import RowConds, Trajectory
 

@@ -5,9 +5,10 @@ from comfy_api.latest import io
 
 from .common import search_aliases
 
-from ..attention import dispatcher, dit_layout
-from ..attention.aesthetic_mix import AestheticMixControl, attention_module
-from ..attention.errors import AtelierError
+from ..attention.core import dispatcher
+from ..attention import models
+from ..attention.aesthetic_mix import AestheticMixControl
+from ..attention.core.errors import AtelierError
 from ..attention.prompt_split import AESTHETIC_VOCABULARY, parse_vocabulary, split_prompt
 from .common import CATEGORY, layers_input, make_layers, make_window, model_input, model_output, window_inputs
 from .input_guard import guarded
@@ -31,11 +32,7 @@ def aesthetic_embedding(clip, text: str, relative_to_empty: bool):
 
 def check_context_width(model, embedding):
     diffusion_model = dispatcher.require_supported(model, MIX)
-    if dit_layout.family(diffusion_model) is not None:  # a DiT: the width of its text input
-        expected = dit_layout.context_width(diffusion_model)
-    else:
-        first = dispatcher.layer_keys(diffusion_model)[0]
-        expected = attention_module(diffusion_model, first, "attn2").to_v.in_features
+    expected = models.family_of(diffusion_model).context_width(diffusion_model)
     if embedding.shape[-1] != expected:
         raise AtelierError(MIX, "clip", f"the text encoder gives {embedding.shape[-1]}-wide embeddings but the "
                                         f"model's cross-attention takes {expected}.",

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 from comfy_api.latest import io
 
-from ..attention.layers import LayerSelection, describe_layers, parse_layer_spec, unmatched_prefixes
-from ..attention.schedule import Window
+from ..attention.core.layers import LayerSelection, describe_layers, parse_layer_spec, unmatched_prefixes
+from ..attention.core.schedule import Window
 
 CATEGORY = "Atelier"
 
@@ -42,7 +42,7 @@ def model_output() -> io.Model.Output:
 
 
 def make_window(node: str, start_percent: float, end_percent: float) -> Window:
-    from ..attention.errors import AtelierError
+    from ..attention.core.errors import AtelierError
     if start_percent > end_percent:
         raise AtelierError(node, "start_percent", f"{start_percent} is after end_percent {end_percent}.",
                            "set start_percent <= end_percent.")
@@ -55,7 +55,7 @@ def make_layers(node: str, layers: str, unshared_fraction: float = 0.0, model=No
     keys = model_layer_keys(model) if model is not None else None
     missing = unmatched_prefixes(selection.prefixes, keys) if keys else []
     if missing:
-        from ..attention.errors import AtelierError
+        from ..attention.core.errors import AtelierError
         names = ", ".join(".".join(map(str, p)) for p in missing)
         raise AtelierError(node, "layers", f"{names} matches no attention layer of this model.",
                            f"use 'all', a block kind or one of this model's layers: {describe_layers(keys)}.")
@@ -65,11 +65,7 @@ def make_layers(node: str, layers: str, unshared_fraction: float = 0.0, model=No
 def model_layer_keys(model):
     """The model's attention layer keys in execution order, or None for a model the pack does not patch
     (the node's own model check then says so)."""
-    from ..attention import dispatcher
+    from ..attention import models
     diffusion_model = model.get_model_object("diffusion_model")
-    dit_layout = getattr(dispatcher, "dit_layout", None)  # DiT support, where this version has it
-    if dit_layout is not None and dit_layout.family(diffusion_model):
-        return tuple(dit_layout.layer_keys(diffusion_model))
-    if dispatcher.UNetModel is not None and isinstance(diffusion_model, dispatcher.UNetModel):
-        return dispatcher.layer_keys(diffusion_model)
-    return None
+    family = models.family_of(diffusion_model)
+    return tuple(family.layer_keys(diffusion_model)) if family is not None else None

@@ -10,9 +10,9 @@ from comfy_api.latest import io
 
 from .common import search_aliases
 
-from ..attention import dispatcher
+from ..attention.core import dispatcher
 from ..attention.art_bn import ArtBNAttentionControl, ArtBNNormControl
-from ..attention.errors import AtelierError
+from ..attention.core.errors import AtelierError
 from ..attention.group_norm import install_group_norm_sharing
 from ..attention.ip_adapter import ImagePromptControl, map_adapter_layers
 from ..attention.ip_adapter_file import load_adapter

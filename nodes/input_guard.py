@@ -16,7 +16,7 @@ import numbers
 
 import torch
 
-from ..attention.errors import AtelierError
+from ..attention.core.errors import AtelierError
 from ..attention.ip_adapter_file import ImageAdapter
 from ..attention.regional import Region
 from ..inversion.trajectory import Trajectory

@@ -7,8 +7,8 @@ from comfy_api.latest import io
 
 from .common import search_aliases
 
-from ..attention.dispatcher import require_supported
-from ..attention.errors import AtelierError
+from ..attention.core.dispatcher import require_supported
+from ..attention.core.errors import AtelierError
 from ..inversion.sampler import invert_latent, zero_conditioning
 from .common import CATEGORY
 from .input_guard import guarded

@@ -8,9 +8,9 @@ from comfy_api.latest import io
 
 from .common import search_aliases
 
-from ..attention.errors import AtelierError
+from ..attention.core.errors import AtelierError
 from ..attention.prompt_batch import REPEAT_BOUND, common_length, cyclic_pad, inexact_rows
-from ..attention.prompt_count import PROMPT_COUNT_KEY
+from ..attention.core.prompt_count import PROMPT_COUNT_KEY
 from .common import CATEGORY
 from .input_guard import guarded
 

@@ -9,8 +9,8 @@ from comfy_api.latest import io
 
 from .common import search_aliases
 
-from ..attention import dispatcher
-from ..attention.errors import AtelierError
+from ..attention.core import dispatcher
+from ..attention.core.errors import AtelierError
 from ..attention.region_json import MAX_BOXES, parse_region_json
 from ..attention.regional import Region, RegionalControl
 from ..attention.weight_curves import CURVE_KINDS, make_curve

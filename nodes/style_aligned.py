@@ -7,7 +7,7 @@ from comfy_api.latest import io
 
 from .common import search_aliases
 
-from ..attention import dispatcher
+from ..attention.core import dispatcher
 from ..attention.group_norm import GroupNormShareControl, install_group_norm_sharing
 from ..attention.style_aligned import SharedAttentionControl, SharingSettings
 from ..inversion.reference_cache import MAX_CACHE_MB

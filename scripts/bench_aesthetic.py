@@ -23,9 +23,9 @@ from tests.pack import pack_module  # noqa: E402  (before ComfyUI's own tests/ i
 
 def aesthetic_variants(model, args):
     import torch
-    dispatcher = pack_module("attention.dispatcher")
+    dispatcher = pack_module("attention.core.dispatcher")
     aesthetic_mix = pack_module("attention.aesthetic_mix")
-    controls = pack_module("attention.controls")
+    controls = pack_module("attention.core.controls")
 
     class PassThrough(controls.AttentionControl):
         """An attn2 control that only calls the rest of the chain: the dispatcher's own cost."""

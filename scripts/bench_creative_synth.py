@@ -31,7 +31,7 @@ def adapters_for(model, args):
     import torch
     ip_adapter = pack_module("attention.ip_adapter")
     files = pack_module("attention.ip_adapter_file")
-    dispatcher = pack_module("attention.dispatcher")
+    dispatcher = pack_module("attention.core.dispatcher")
     unet = model.get_model_object("diffusion_model")
     keys = dispatcher.layer_keys(unet)
     modules = ip_adapter.cross_attention_modules(unet, keys)

@@ -57,7 +57,7 @@ def main(argv=None) -> int:
     import comfy.sample
     from tiny_models.dit import FLUX, SD35, build_dit, load_tiny_dit, random_conditioning, verify_dit
 
-    dispatcher = pack_module("attention.dispatcher")
+    dispatcher = pack_module("attention.core.dispatcher")
     style = pack_module("attention.style_aligned")
     regional = pack_module("attention.regional")
     curves = pack_module("attention.weight_curves")

@@ -59,7 +59,7 @@ def test_values_and_keys_reaching_attention_follow_the_formula(comfy):
     """Captured at a real layer: K = to_k(c) (the content map), V = to_v(c + s e) on the cond row,
     V = to_v(c_neg) on the uncond row; a long negative makes ComfyUI repeat the positive to 154 tokens."""
     import comfy.ldm.modules.attention as comfy_attention
-    dispatcher = pack(comfy, "attention.dispatcher")
+    dispatcher = pack(comfy, "attention.core.dispatcher")
     aesthetic_mix = pack(comfy, "attention.aesthetic_mix")
 
     ck = comfy.sd15
@@ -138,7 +138,7 @@ def test_split_prompt_node_feeds_mix_in_a_graph(comfy):
 
 @pytest.mark.slow
 def test_sdxl_mix_acts_and_a_mismatched_clip_is_refused(comfy):
-    errors = pack(comfy, "attention.errors")
+    errors = pack(comfy, "attention.core.errors")
     xl = comfy.sdxl
     vanilla = sample(comfy, xl.model, ckpt=SDXL, cfg=1.0, width=128, height=128)
     mixed = sample(comfy, mix(comfy, xl.model, xl.clip), ckpt=SDXL, cfg=1.0, width=128, height=128)

@@ -40,7 +40,7 @@ def test_each_row_gets_its_own_prompt(comfy):
 
 def test_batch_size_mismatch_names_both_numbers(comfy):
     ckpt = comfy.sd15
-    errors = pack_module("attention.errors")
+    errors = pack_module("attention.core.errors")
     model = comfy.node_class("AtelierStyleAligned").execute(
         ckpt.model, True, True, True, False, False, 1.0, 0.0, "all", 0.0, 0.0, 1.0).args[0]
     cond, _ = batch_prompts(comfy, ckpt.clip, "a\nb\nc")
@@ -49,6 +49,6 @@ def test_batch_size_mismatch_names_both_numbers(comfy):
 
 
 def test_empty_prompts_are_refused(comfy):
-    errors = pack_module("attention.errors")
+    errors = pack_module("attention.core.errors")
     with pytest.raises(errors.AtelierError, match="input 'prompts'"):
         batch_prompts(comfy, comfy.sd15.clip, " \n\n")

@@ -26,7 +26,7 @@ def regional_at_no_layer(model, regions):
     """Regional attention whose layer selection matches no layer of Flux: its prompt streams are
     still appended and carried, but no layer blends them in."""
     from tests.pack import pack_module
-    dispatcher, layers = pack_module("attention.dispatcher"), pack_module("attention.layers")
+    dispatcher, layers = pack_module("attention.core.dispatcher"), pack_module("attention.core.layers")
     control = pack_module("attention.regional").RegionalControl(regions=tuple(regions),
                                                                 layers=layers.LayerSelection((("double", 99),)))
     return dispatcher.attach(model, control, node=ATTENTION)
@@ -78,9 +78,9 @@ def attention(q, k, v):
 def spy_calls(comfy, run):
     """Run ``run()`` recording every DiTOverride call: (override, args, kwargs, output)."""
     from tests.pack import pack_module
-    dit_attention = pack_module("attention.dit_attention")
+    joint_dispatcher = pack_module("attention.core.joint_dispatcher")
     calls = []
-    original = dit_attention.DiTOverride.__call__
+    original = joint_dispatcher.DiTOverride.__call__
 
     def spy(self, func, *args, **kwargs):
         options = kwargs["transformer_options"]  # Flux rewrites block_type/index in place: read them now
@@ -88,11 +88,11 @@ def spy_calls(comfy, run):
         out = original(self, func, *args, **kwargs)
         calls.append((self, args, key, out))
         return out
-    dit_attention.DiTOverride.__call__ = spy
+    joint_dispatcher.DiTOverride.__call__ = spy
     try:
         run()
     finally:
-        dit_attention.DiTOverride.__call__ = original
+        joint_dispatcher.DiTOverride.__call__ = original
     return calls
 
 
@@ -108,7 +108,7 @@ def test_regional_formula_against_an_independent_computation(comfy, flux):
     """Capture q/k/v of one layer with the local prompt's stream appended, run the DiT blend and
     compare it with the formula written out with plain softmax, token by token."""
     from tests.pack import pack_module
-    dit_regional = pack_module("attention.dit_regional")
+    dit_regional = pack_module("attention.regional_joint")
     regional_mod = pack_module("attention.regional")
     curves = pack_module("attention.weight_curves")
     model, pos, neg = flux
@@ -176,7 +176,7 @@ def test_regional_composes_with_style_aligned(comfy, flux):
 def aesthetic_mix(comfy, model, aesthetic, strength):
     """AtelierAestheticMix's control on a DiT, with an aesthetic embedding standing in for T5."""
     from tests.pack import pack_module
-    dispatcher = pack_module("attention.dispatcher")
+    dispatcher = pack_module("attention.core.dispatcher")
     mix = pack_module("attention.aesthetic_mix")
     control = mix.AestheticMixControl(aesthetic=aesthetic, strength=strength)
     return dispatcher.attach(model, control, node=MIX)
@@ -194,11 +194,11 @@ def test_aesthetic_mix_acts_and_strength_zero_is_vanilla(comfy, flux, vanilla):
 def test_aesthetic_values_formula(comfy, flux):
     """V_text of cond rows + s * aligned stream values; uncond rows bit for bit."""
     from tests.pack import pack_module
-    dit_regional = pack_module("attention.dit_regional")
+    aesthetic_joint = pack_module("attention.aesthetic_mix_joint")
     v = torch.randn(2, 2, 8 + 16, 4)
     aes = torch.randn(2, 2, 8, 4)
     weights = torch.tensor([0.5, 0.0]).view(-1, 1, 1, 1)
-    out = dit_regional.mix_text_values(v, aes, 8, weights)
+    out = aesthetic_joint.mix_text_values(v, aes, 8, weights)
     torch.testing.assert_close(out[0, :, :8], v[0, :, :8] + 0.5 * aes[0])
     assert torch.equal(out[0, :, 8:], v[0, :, 8:]) and torch.equal(out[1], v[1])
 
@@ -220,7 +220,7 @@ class StandInTextEncoder:
 
 def test_aesthetic_node_on_flux_checks_the_text_width(comfy, flux, vanilla):
     from tests.pack import pack_module
-    errors = pack_module("attention.errors")
+    errors = pack_module("attention.core.errors")
     model, pos, neg = flux
     node = comfy.node_class(MIX)
     patched = node.execute(model, StandInTextEncoder(32), "golden hour", 0.8, True, "all", 0.0, 1.0).args[0]

@@ -30,7 +30,7 @@ def test_neutral_settings_reproduce_vanilla_exactly(comfy, flux, vanilla):
 
 def test_a_control_selecting_no_layer_reproduces_vanilla_exactly(comfy, flux, vanilla):
     from tests.pack import pack_module
-    dispatcher, layers = pack_module("attention.dispatcher"), pack_module("attention.layers")
+    dispatcher, layers = pack_module("attention.core.dispatcher"), pack_module("attention.core.layers")
     style = pack_module("attention.style_aligned")
     model, pos, neg = flux
     control = style.SharedAttentionControl(settings=style.SharingSettings(), layers=layers.LayerSelection((("double", 99),)))
@@ -51,9 +51,9 @@ def test_reference_row_unchanged_other_rows_styled(comfy, flux, vanilla, cfg, se
 
 def test_dit_layer_names(comfy, flux):
     from tests.pack import pack_module
-    dit_layout = pack_module("attention.dit_layout")
-    layers = pack_module("attention.layers")
-    keys = dit_layout.layer_keys(flux[0].get_model_object("diffusion_model"))
+    dispatcher = pack_module("attention.core.dispatcher")
+    layers = pack_module("attention.core.layers")
+    keys = dispatcher.layer_keys(flux[0].get_model_object("diffusion_model"))
     assert keys == (("double", 0), ("double", 1), ("single", 0), ("single", 1))
     selection = layers.LayerSelection(layers.parse_layer_spec("double.1, single", "AtelierStyleAligned"))
     assert selection.resolve(list(keys)) == {("double", 1), ("single", 0), ("single", 1)}
@@ -84,9 +84,9 @@ def test_formula_against_an_independent_computation(comfy, flux, layer, fold):
     row's own q/k/v, then the generated rows' AdaIN'd queries and extended keys. Capture the
     vanilla q/k/v at the layer, run ours on them and compare with the formula written out."""
     from tests.pack import pack_module
-    dit_style = pack_module("attention.dit_style")
+    dit_style = pack_module("attention.style_aligned_joint")
     style = pack_module("attention.style_aligned")
-    rows = pack_module("attention.rows")
+    rows = pack_module("attention.core.rows")
     model, pos, neg = flux
     recorder = QKVRecorder(keep=True)
     sample(comfy, with_override(model, recorder), pos, neg, batch=2, steps=1)
@@ -162,7 +162,7 @@ def test_unpatched_model_is_vanilla_after_a_patched_run(comfy, flux, vanilla):
 
 def test_what_flux_does_not_support_is_refused_by_name(comfy, flux):
     from tests.pack import pack_module
-    errors = pack_module("attention.errors")
+    errors = pack_module("attention.core.errors")
     with pytest.raises(errors.AtelierError, match=r"AtelierStyleAligned: input 'model'.*Flux.*share_group_norm"):
         style_aligned(comfy, flux[0], share_group_norm=True)
 

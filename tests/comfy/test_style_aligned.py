@@ -90,7 +90,7 @@ def test_unpatched_model_is_vanilla_after_a_patched_run(comfy, sd15, vanilla):
 
 def test_layer_keys_of_sd15_and_sdxl(comfy):
     from tests.pack import pack_module
-    dispatcher = pack_module("attention.dispatcher")
+    dispatcher = pack_module("attention.core.dispatcher")
     sd15_keys = dispatcher.layer_keys(comfy.sd15.model.get_model_object("diffusion_model"))
     # the tiny SD1.5 has 2 levels: input 1, 3 / middle / output 0..3 (a full SD1.5 has 16 keys)
     assert all(k[0] in ("input", "middle", "output") for k in sd15_keys)
@@ -116,7 +116,7 @@ def foreign_replace(log, scale):
 @pytest.mark.parametrize("foreign_first,shift", [(True, 0.0), (False, 0.0), (True, 0.7)])
 def test_foreign_replaces_keep_running(comfy, sd15, foreign_first, shift):
     from tests.pack import pack_module
-    dispatcher = pack_module("attention.dispatcher")
+    dispatcher = pack_module("attention.core.dispatcher")
     model = sd15[0].model
     keys = dispatcher.layer_keys(model.get_model_object("diffusion_model"))
     attn1_log, attn2_log = [], []
@@ -165,7 +165,7 @@ def test_sdxl_reference_row_unchanged(comfy):
 def test_unsupported_model_is_refused_with_the_supported_families(comfy):
     from comfy import model_patcher, supported_models
     from tests.pack import pack_module
-    errors = pack_module("attention.errors")
+    errors = pack_module("attention.core.errors")
     # AuraFlow at width 64, on the meta device: a family the pack does not support
     aura = supported_models.AuraFlow({"cond_seq_dim": 2048, "max_seq": 1024, "patch_size": 2, "in_channels": 4,
                                       "dim": 64, "n_layers": 2, "n_double_layers": 1, "n_heads": 2,
@@ -178,7 +178,7 @@ def test_unsupported_model_is_refused_with_the_supported_families(comfy):
 
 def test_bad_settings_name_the_input(comfy, sd15):
     from tests.pack import pack_module
-    errors = pack_module("attention.errors")
+    errors = pack_module("attention.core.errors")
     with pytest.raises(errors.AtelierError, match="input 'layers'"):
         style_aligned(comfy, sd15[0].model, layers="upper")
     with pytest.raises(errors.AtelierError, match="input 'start_percent'"):

@@ -8,8 +8,8 @@ import torch
 from tests.pack import pack_module
 
 am = pack_module("attention.aesthetic_mix")
-controls = pack_module("attention.controls")
-rows = pack_module("attention.rows")
+controls = pack_module("attention.core.controls")
+rows = pack_module("attention.core.rows")
 
 HEADS, DIM, CTX = 2, 4, 6
 KEY = ("input", 1, 0)

@@ -6,9 +6,9 @@ import torch
 from tests.pack import pack_module
 
 art_bn = pack_module("attention.art_bn")
-rows = pack_module("attention.rows")
-controls = pack_module("attention.controls")
-dispatcher = pack_module("attention.dispatcher")
+rows = pack_module("attention.core.rows")
+controls = pack_module("attention.core.controls")
+dispatcher = pack_module("attention.core.dispatcher")
 group_norm = pack_module("attention.group_norm")
 
 

@@ -9,9 +9,9 @@ import torch
 
 from tests.pack import pack_module
 
-dit_style = pack_module("attention.dit_style")
+dit_style = pack_module("attention.style_aligned_joint")
 sa = pack_module("attention.style_aligned")
-rows = pack_module("attention.rows")
+rows = pack_module("attention.core.rows")
 
 HEADS, DIM, TEXT, IMAGE = 2, 8, 3, 10
 

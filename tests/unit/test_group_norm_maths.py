@@ -5,7 +5,7 @@ import torch
 from tests.pack import pack_module
 
 gn = pack_module("attention.group_norm")
-rows = pack_module("attention.rows")
+rows = pack_module("attention.core.rows")
 
 
 def module_forward(norm):

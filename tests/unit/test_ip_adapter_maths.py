@@ -8,8 +8,8 @@ import torch
 from tests.pack import pack_module
 
 ipa = pack_module("attention.ip_adapter")
-controls = pack_module("attention.controls")
-rows = pack_module("attention.rows")
+controls = pack_module("attention.core.controls")
+rows = pack_module("attention.core.rows")
 reference = pack_module("inversion.reference")
 
 HEADS, DIM, CONTEXT, TOKENS = 2, 8, 12, 3

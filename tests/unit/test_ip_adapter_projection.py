@@ -11,7 +11,7 @@ from tiny_models.ip_adapter import adapter_state_dict
 
 projection = pack_module("attention.ip_adapter_projection")
 adapter_file = pack_module("attention.ip_adapter_file")
-errors = pack_module("attention.errors")
+errors = pack_module("attention.core.errors")
 
 
 def layer_norm(x, weight, bias, eps=1e-5):

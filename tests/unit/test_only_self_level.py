@@ -11,8 +11,8 @@ import pytest
 
 from tests.pack import pack_module
 
-layers = pack_module("attention.layers")
-errors = pack_module("attention.errors")
+layers = pack_module("attention.core.layers")
+errors = pack_module("attention.core.errors")
 
 FRACTIONS = [round(0.05 * i, 2) for i in range(1, 20)] + [0.98, 0.99]  # 21 fractions in 0.05..0.99
 

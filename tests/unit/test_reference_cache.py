@@ -9,7 +9,7 @@ import torch
 from tests.pack import pack_module
 
 cache_module = pack_module("inversion.reference_cache")
-rows = pack_module("attention.rows")
+rows = pack_module("attention.core.rows")
 gn = pack_module("attention.group_norm")
 art_bn = pack_module("attention.art_bn")
 style = pack_module("attention.style_aligned")

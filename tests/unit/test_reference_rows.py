@@ -7,7 +7,7 @@ from tests.pack import pack_module
 
 reference = pack_module("inversion.reference")
 trajectory_module = pack_module("inversion.trajectory")
-errors = pack_module("attention.errors")
+errors = pack_module("attention.core.errors")
 
 
 def test_insert_then_strip_gives_back_the_rows():

@@ -7,7 +7,7 @@ import pytest
 from tests.pack import pack_module
 
 region_json = pack_module("attention.region_json")
-errors = pack_module("attention.errors")
+errors = pack_module("attention.core.errors")
 
 NODE = "AtelierBoxRegions"
 GOOD = {"x": 0.1, "y": 0.2, "w": 0.4, "h": 0.5, "prompt": "a red house"}

@@ -185,7 +185,7 @@ class LinearTimestepSampling:
 
 
 def run_info(sigma, sample_sigmas):
-    controls = pack_module("attention.controls")
+    controls = pack_module("attention.core.controls")
     return controls.RunInfo(model_sampling=LinearTimestepSampling(), sigma=sigma, layer_keys=(),
                             sample_sigmas=None if sample_sigmas is None else torch.tensor(sample_sigmas))
 

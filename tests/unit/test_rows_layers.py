@@ -3,9 +3,9 @@ import pytest
 
 from tests.pack import pack_module
 
-rows = pack_module("attention.rows")
-layers = pack_module("attention.layers")
-errors = pack_module("attention.errors")
+rows = pack_module("attention.core.rows")
+layers = pack_module("attention.core.layers")
+errors = pack_module("attention.core.errors")
 
 
 @pytest.mark.parametrize("cond_or_uncond,batch,expect_rows,expect_refs", [

@@ -7,7 +7,7 @@ import torch
 from tests.pack import pack_module
 
 sa = pack_module("attention.style_aligned")
-rows = pack_module("attention.rows")
+rows = pack_module("attention.core.rows")
 
 HEADS, DIM = 2, 8
 

@@ -29,9 +29,9 @@ def check_prompt_counts(conds: dict, latent_rows: int):
 
 def nodes_needing_a_reference_row(controls) -> list[str]:
     """The nodes whose controls align rows 1..B-1 with row 0 (nothing to do in a batch of one)."""
-    from .art_bn import ArtBNAttentionControl, ArtBNNormControl
-    from .group_norm import GroupNormShareControl
-    from .style_aligned import SharedAttentionControl
+    from ..art_bn import ArtBNAttentionControl, ArtBNNormControl
+    from ..group_norm import GroupNormShareControl
+    from ..style_aligned import SharedAttentionControl
     owners = {SharedAttentionControl: "AtelierStyleAligned", GroupNormShareControl: "AtelierStyleAligned",
               ArtBNAttentionControl: "AtelierArtBN", ArtBNNormControl: "AtelierArtBN"}
     return sorted({owners[type(c)] for c in controls if type(c) in owners})

@@ -1,9 +1,9 @@
-"""Regional attention and aesthetic value mixing in the joint attention of a DiT (Flux.1).
+"""Regional attention in the joint attention of a diffusion transformer (any joint family).
 
 A DiT has no cross-attention: its prompt tokens pass through the model's text stream and join the
 image tokens in one attention per block. A local prompt L_i (or the aesthetic prompt) therefore
 needs its own text stream: it is appended to the context for the evaluation (see
-``dit_attention.with_streams``), and in every attention call its tokens attend to themselves and
+``core.joint_dispatcher.with_streams``), and in every attention call its tokens attend to themselves and
 the row's image tokens, never to the prompt, while the prompt and image tokens never see them.
 
 Regional attention, on the image queries Q of every cond row, at the selected layers:
@@ -15,26 +15,15 @@ first term is whatever the rest of the chain returns), [L_i ; I] those of local 
 and the image tokens, M_i the region mask at the token grid, c_i the weight curve (README). Prompt
 tokens and uncond rows are untouched; an image token outside every region gets the chain's output
 bit for bit.
-
-Aesthetic mixing (``attention.aesthetic_mix`` on UNets), at the selected layers: the prompt's text
-values of cond rows become V_c + s * V_aes, with V_aes the aesthetic stream's values at the layer
-(the layer's own value projection of the aesthetic prompt's hidden state), token-aligned to the
-prompt like on UNets; uncond rows keep V_c.
 """
 from __future__ import annotations
 
 import torch
 
-from .aesthetic_mix import AestheticMixControl, align_tokens, row_weights
-from .dit_attention import register
-from .dit_layout import context_width
-from .errors import AtelierError
+from .core.joint_dispatcher import register
+from .core.errors import AtelierError
 from .regional import RegionalControl
 from .weight_curves import step_progress
-
-
-def _context_width(run) -> int:
-    return context_width(run.diffusion_model)
 
 
 def regional_streams(control: RegionalControl, run) -> list:
@@ -44,7 +33,7 @@ def regional_streams(control: RegionalControl, run) -> list:
     for region in control.regions:
         if region.curve.at(p) == 0.0:
             continue
-        width = _context_width(run)
+        width = run.text_width()
         if region.cond.shape[-1] != width:
             raise AtelierError(region.source, "conditioning",
                                f"the local prompt has {region.cond.shape[-1]} channels but this model's text "
@@ -91,32 +80,4 @@ def regional_attend(control: RegionalControl, next_attention, q, k, v, call, mas
                               lambda q_, k_, v_: call.plain_attention(q_, k_, v_))
 
 
-def aesthetic_streams(control: AestheticMixControl, run) -> list:
-    width = _context_width(run)
-    if control.aesthetic.shape[-1] != width:
-        raise AtelierError("AtelierAestheticMix", "clip",
-                           f"the text encoder gives {control.aesthetic.shape[-1]}-wide embeddings but this "
-                           f"model's text input takes {width}.", "wire the text encoder of the same model.")
-    return [(id(control), control.aesthetic[:1])]
-
-
-def mix_text_values(v, aesthetic_values, text: int, weights):
-    """v with its first ``text`` tokens (dim -2) plus weights * aesthetic_values (row weights)."""
-    mixed = torch.addcmul(v[..., :text, :], weights, aesthetic_values)
-    return torch.cat([mixed, v[..., text:, :]], dim=-2)
-
-
-def aesthetic_prepare(control: AestheticMixControl, q, k, v, call):
-    layout = call.layout(v.shape[0])
-    stream = call.streams.get(id(control))
-    if 0 not in layout.cond_or_uncond or stream is None or v.shape[0] != call.batch:
-        return q, k, v
-    v_aes = stream[2]  # (batch, heads, T_e, dim): the aesthetic prompt's values at this layer
-    text = call.tokens.text
-    aligned = align_tokens(v_aes.flatten(0, -3), text).reshape(*v_aes.shape[:-2], text, v_aes.shape[-1])
-    weights = row_weights(layout, control.strength).to(v).view(-1, *([1] * (v.ndim - 1)))
-    return q, k, mix_text_values(v, aligned, text, weights)
-
-
 register(RegionalControl, attend=regional_attend, streams=regional_streams, outermost=True)
-register(AestheticMixControl, prepare=aesthetic_prepare, streams=aesthetic_streams)

@@ -1,6 +1,6 @@
-"""StyleAligned in the joint attention of a diffusion transformer (Flux.1).
+"""StyleAligned in the joint attention of a diffusion transformer (any joint family).
 
-A row's tokens are ``[text | image | extra]`` (see :mod:`attention.dit_layout`). Per chunk of B
+A row's tokens are ``[text | image | extra]`` (see :mod:`attention.core.tokens`). Per chunk of B
 rows, row 0 is the reference r and rows 1..B-1 are generated rows i. Only image tokens take part
 in the sharing, with the UNet formula (``attention.style_aligned``) applied to them:
 
@@ -18,7 +18,7 @@ import dataclasses
 
 import torch
 
-from .dit_attention import register
+from .core.joint_dispatcher import register
 from .style_aligned import SharedAttentionControl, SharingSettings, adain, fold_pad, folded_constants
 
 

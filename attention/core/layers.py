@@ -13,7 +13,12 @@ from dataclasses import dataclass
 
 from .errors import AtelierError
 
-KINDS = ("input", "middle", "output", "double", "single", "joint")  # UNet; Flux; SD3 (MMDiT) blocks
+
+
+def block_kinds() -> tuple:
+    """Every block kind a supported model family names its layers with (``input``, ``double``, ...)."""
+    from .. import models
+    return tuple(kind for family in models.FAMILIES for kind in family.block_kinds)
 
 
 def parse_layer_spec(text: str, node: str, input_name: str = "layers") -> tuple:
@@ -27,7 +32,7 @@ def parse_layer_spec(text: str, node: str, input_name: str = "layers") -> tuple:
             return ()
         parts = token.split(".")
         # isdigit() alone accepts superscripts and other Unicode digits that int() refuses
-        ok = parts[0] in KINDS and len(parts) <= 3 and all(p.isascii() and p.isdigit() and len(p) <= 4
+        ok = parts[0] in block_kinds() and len(parts) <= 3 and all(p.isascii() and p.isdigit() and len(p) <= 4
                                                            for p in parts[1:])
         if not ok:
             raise AtelierError(node, input_name, f"'{raw.strip()}' is not a layer selection.",

@@ -51,8 +51,9 @@ class RunInfo:
     sigma: float
     layer_keys: tuple  # every attention layer key of the model, in execution order
     sample_sigmas: Optional[torch.Tensor] = field(default=None, compare=False)
-    # the UNet being run, object patches applied: controls that need a layer's own projections
+    # the model being run, object patches applied: controls that need a layer's own projections
     diffusion_model: object = field(default=None, compare=False, repr=False)
+    family: object = field(default=None, compare=False, repr=False)  # its adapter (attention/models/)
     _memo: dict = field(default_factory=dict, compare=False, repr=False)
 
     def memo(self, name: str, compute):
@@ -60,6 +61,10 @@ class RunInfo:
         if name not in self._memo:
             self._memo[name] = compute()
         return self._memo[name]
+
+    def text_width(self) -> int:
+        """Channels of the model's text input (what a prompt's conditioning must have)."""
+        return self.family.context_width(self.diffusion_model)
 
     def progress(self) -> float:
         """Sampling progress in [0, 1] of the current sigma (ComfyUI's percent scale)."""

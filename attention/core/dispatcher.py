@@ -13,9 +13,8 @@ from __future__ import annotations
 import contextvars
 import functools
 import logging
-import weakref
 
-from . import dit_layout
+from .. import models
 from .controls import AttentionCall, RunInfo
 from .errors import AtelierError
 from .prompt_count import outer_sample_wrapper
@@ -24,71 +23,63 @@ from .reference_keys import RECORD_KEY, REPLAY_KEY
 try:  # guarded: the maths in this package imports without ComfyUI
     import comfy.ldm.modules.attention as comfy_attention
     import comfy.patcher_extension as patcher_extension
-    from comfy.ldm.modules.attention import SpatialTransformer
-    from comfy.ldm.modules.diffusionmodules.openaimodel import UNetModel
 except ImportError:  # pragma: no cover - exercised only outside ComfyUI
-    comfy_attention = patcher_extension = SpatialTransformer = UNetModel = None
+    comfy_attention = patcher_extension = None
 
 log = logging.getLogger("attention_atelier")
 
 PACK_KEY = "attention_atelier"
 RUN_KEY = "attention_atelier.run"
-SUPPORTED = "UNet models: SD1.x, SD2.x and SDXL"
-SUPPORTED_DIT = "Flux.1 and SD3.x (StyleAligned, regional attention, aesthetic mixing, inversion)"
 
 # transformer_options of the model evaluation in progress (read by GroupNorm sharing, whose
 # ResBlocks receive no transformer_options). Set and reset around each evaluation.
 CURRENT_OPTIONS: contextvars.ContextVar = contextvars.ContextVar("attention_atelier_options", default=None)
 
-_layer_key_cache: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
 _warned_masked: set = set()
 
 
 def layer_keys(diffusion_model) -> tuple:
-    """Every attention layer key (block, block_id, index) of a UNet, in execution order."""
-    cached = _layer_key_cache.get(diffusion_model)
-    if cached is not None:
-        return cached
-    keys = []
-    groups = [("input", list(diffusion_model.input_blocks)), ("middle", [diffusion_model.middle_block]),
-              ("output", list(diffusion_model.output_blocks))]
-    for kind, blocks in groups:
-        for block_id, block in enumerate(blocks):
-            for layer in block:
-                if isinstance(layer, SpatialTransformer):
-                    keys.extend((kind, block_id, i) for i in range(len(layer.transformer_blocks)))
-    _layer_key_cache[diffusion_model] = tuple(keys)
-    return tuple(keys)
+    """Every attention layer key of a supported model, in execution order."""
+    return models.family_of(diffusion_model).layer_keys(diffusion_model)
+
+
+def _found(model, diffusion_model) -> str:
+    config = getattr(getattr(model, "model", None), "model_config", None)
+    found = type(diffusion_model).__name__
+    return f"{type(config).__name__} model ({found})" if config is not None else found
 
 
 def require_unet(model, node: str, input_name: str = "model"):
     diffusion_model = model.get_model_object("diffusion_model")
-    if UNetModel is None or not isinstance(diffusion_model, UNetModel):
-        found = type(diffusion_model).__name__
-        raise AtelierError(node, input_name, f"this model is a {found}; the node supports {SUPPORTED}.",
+    family = models.family_of(diffusion_model)
+    if family is None or family.joint:
+        raise AtelierError(node, input_name, f"this is a {_found(model, diffusion_model)}; the node supports "
+                           f"{models.supported_names(joint=False)} models.",
                            "load an SD1.5 or SDXL checkpoint, or leave this node out for this model.")
     return diffusion_model
 
 
 def require_supported(model, node: str, controls=(), input_name: str = "model"):
-    """The diffusion model, when it is a UNet or a DiT on which every one of ``controls`` works."""
+    """The diffusion model, when its family is supported and runs every one of ``controls``."""
     diffusion_model = model.get_model_object("diffusion_model")
-    if UNetModel is not None and isinstance(diffusion_model, UNetModel):
+    family = models.family_of(diffusion_model)
+    if family is None:
+        raise AtelierError(node, input_name, f"this is a {_found(model, diffusion_model)}; the node supports "
+                           f"{models.supported_names()}.",
+                           "load a model of a supported family, or leave this node out.")
+    if not family.joint:
         return diffusion_model
-    dit = dit_layout.family(diffusion_model)
-    if dit is None:
-        config = getattr(getattr(model, "model", None), "model_config", None)
-        found = type(diffusion_model).__name__
-        if config is not None:
-            found = f"{type(config).__name__} model ({found})"
-        raise AtelierError(node, input_name, f"this is a {found}; the node supports {SUPPORTED} and "
-                           f"{SUPPORTED_DIT}.", "load an SD1.5, SDXL or Flux.1 model, or leave this node out.")
-    from .dit_attention import describe, unsupported_controls
+    from .joint_dispatcher import describe, unsupported_controls
+    refused = [(c, why) for c in controls if (why := family.refusal(c))]
+    if refused:
+        names = "; ".join(f"{describe(c)}: {why}" for c, why in refused)
+        raise AtelierError(node, input_name, f"this is a {family.name} model, which cannot run {names}.",
+                           "turn that option off for this model, or use a model of another family.")
     missing = unsupported_controls(controls)
     if missing:
         names = ", ".join(sorted({describe(c) for c in missing}))
-        raise AtelierError(node, input_name, f"this is a {dit} model; {names} works on UNet models "
-                           f"({SUPPORTED}) only so far.",
+        raise AtelierError(node, input_name, f"this is a {family.name} model; {names} works on "
+                           f"{models.supported_names(joint=False)} models only so far.",
                            "turn that option off for this model, or use an SD1.5 or SDXL checkpoint.")
     return diffusion_model
 
@@ -119,16 +110,16 @@ def apply_model_wrapper(executor, x, t, c_concat, c_crossattn, control, transfor
     if controls:
         base_model = executor.class_obj
         diffusion_model = base_model.diffusion_model
-        dit = dit_layout.family(diffusion_model)
-        keys = dit_layout.layer_keys(diffusion_model) if dit else layer_keys(diffusion_model)
+        family = models.family_of(diffusion_model)
+        keys = family.layer_keys(diffusion_model)
         run = RunInfo(model_sampling=base_model.model_sampling, sigma=float(t.max()), layer_keys=keys,
                       sample_sigmas=transformer_options.get("sample_sigmas"),
-                      diffusion_model=diffusion_model)
+                      diffusion_model=diffusion_model, family=family)
         transformer_options[RUN_KEY] = run
         active = [c for c in controls if c.active_at(run)]
-        if dit:
-            c_crossattn = _install_dit_override(transformer_options, active, keys, run, diffusion_model, x,
-                                                c_crossattn, kwargs)
+        if family.joint:
+            c_crossattn = _install_joint_override(transformer_options, family, active, keys, run, x,
+                                                  c_crossattn, kwargs)
         else:
             _install_dispatchers(transformer_options, active, keys, run)
     token = CURRENT_OPTIONS.set(transformer_options)
@@ -138,14 +129,14 @@ def apply_model_wrapper(executor, x, t, c_concat, c_crossattn, control, transfor
         CURRENT_OPTIONS.reset(token)
 
 
-def _install_dit_override(transformer_options: dict, active: list, keys: tuple, run: RunInfo, diffusion_model,
-                          x, context, model_kwargs: dict):
-    """Install the DiT attention override; returns the context (with any appended text streams)."""
-    from .dit_attention import install_override, with_streams
-    context, tokens = with_streams(active, run, diffusion_model, x, context, model_kwargs)
+def _install_joint_override(transformer_options: dict, family, active: list, keys: tuple, run: RunInfo, x,
+                            context, model_kwargs: dict):
+    """Install the joint-attention override; returns the context (with any appended text streams)."""
+    from .joint_dispatcher import install_override, with_streams
+    context, tokens = with_streams(active, run, family, x, context, model_kwargs)
     chosen = [(c, _selected(c.layers, keys)) for c in active]
     table = {key: here for key in keys if (here := tuple(c for c, selected in chosen if key in selected))}
-    install_override(transformer_options, table, run, tokens)
+    install_override(transformer_options, family, table, run, tokens)
     return context
 
 

@@ -1,4 +1,4 @@
-"""The dispatcher for diffusion transformers: one attention override per model evaluation.
+"""The dispatcher for joint attention (diffusion transformers): one override per model evaluation.
 
 ComfyUI wraps every attention function with ``wrap_attn``: when the call's transformer_options hold
 ``optimized_attention_override``, the function is handed to it as
@@ -6,7 +6,7 @@ ComfyUI wraps every attention function with ``wrap_attn``: when the call's trans
 APPLY_MODEL wrapper puts one :class:`DiTOverride` there, in the per-call copy of transformer_options
 only, when some active control selects a layer of the model. No module's forward is replaced.
 
-The override reads the layer from what Flux's forward wrote (``block_type``, ``block_index``), runs
+The override asks the model's family adapter (``attention/models/``) for the layer of the call, runs
 the controls selecting that layer (prepare in stack order, then the attend chain, as on UNets) and
 ends the chain at the base attention: an override another pack had installed (it keeps running), or
 the attention function itself. Calls at layers no control selects go straight to the base, so
@@ -19,6 +19,7 @@ mask=None)``. Classes without one are refused by name when a node attaches them
 """
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
 from dataclasses import dataclass, field
@@ -26,7 +27,7 @@ from dataclasses import dataclass, field
 import torch
 
 from .controls import AttentionCall
-from .dit_layout import JOINT_KEY, SD3, TokenLayout, family, layer_key, token_layout
+from .tokens import TokenLayout
 
 log = logging.getLogger("attention_atelier")
 
@@ -63,7 +64,7 @@ FEATURES = {
 
 
 def _load_implementations():
-    from . import dit_regional, dit_style  # noqa: F401  (register their controls)
+    from .. import aesthetic_mix_joint, regional_joint, style_aligned_joint  # noqa: F401  (register their controls)
 
 
 def describe(control) -> str:
@@ -106,12 +107,12 @@ class DiTOverride:
     """``optimized_attention_override`` of one model evaluation: controls at the layers they select,
     and the appended text streams (regional / aesthetic prompts) kept apart from the prompt."""
 
-    def __init__(self, table: dict, base, run, tokens: TokenLayout):
-        self.table, self.base, self.run, self.tokens = table, base, run, tokens
+    def __init__(self, family, table: dict, base, run, tokens: TokenLayout):
+        self.family, self.table, self.base, self.run, self.tokens = family, table, base, run, tokens
 
     def __call__(self, func, *args, **kwargs):
         options = kwargs.get("transformer_options") or {}
-        key = layer_key(options)
+        key = self.family.layer_key(options)
         controls = self.table.get(key, ())
         q, k, v = args[:3]
         layout = self.tokens
@@ -163,44 +164,18 @@ class DiTOverride:
         return func(*args, **kwargs)
 
 
-def install_override(transformer_options: dict, table: dict, run, tokens: TokenLayout):
+def install_override(transformer_options: dict, family, table: dict, run, tokens: TokenLayout):
     """Put a :class:`DiTOverride` for ``table`` ({layer key: controls}) into ``transformer_options``,
     wrapping the override already there (if any)."""
     if not table and not tokens.streams:
         return
     _load_implementations()
     base = transformer_options.get(OVERRIDE_KEY)
-    transformer_options[OVERRIDE_KEY] = DiTOverride(table, base, run, tokens)
-    if family(run.diffusion_model) == SD3:
-        _mark_joint_blocks(transformer_options, len(run.diffusion_model.joint_blocks))
+    transformer_options[OVERRIDE_KEY] = DiTOverride(family, table, base, run, tokens)
+    family.mark_blocks(transformer_options, run.diffusion_model)
 
 
-class JointBlockMarker:
-    """``patches_replace["dit"]`` block replace of SD3 joint block ``index``: runs the block (or the
-    replace that was there) with :data:`JOINT_KEY` = index in a copy of its transformer_options."""
-
-    def __init__(self, index: int, base):
-        self.index, self.base = index, base
-
-    def __call__(self, args: dict, extra: dict):
-        options = dict(args.get("transformer_options") or {})
-        options[JOINT_KEY] = self.index
-        args = dict(args, transformer_options=options)
-        if self.base is not None:
-            return self.base(args, extra)
-        return extra["original_block"](args)
-
-
-def _mark_joint_blocks(transformer_options: dict, blocks: int):
-    replaces = dict(transformer_options.get("patches_replace", {}))
-    table = dict(replaces.get("dit", {}))
-    for i in range(blocks):
-        table[("double_block", i)] = JointBlockMarker(i, table.get(("double_block", i)))
-    replaces["dit"] = table
-    transformer_options["patches_replace"] = replaces
-
-
-def with_streams(controls, run, diffusion_model, x, context, model_kwargs: dict):
+def with_streams(controls, run, family, x, context, model_kwargs: dict):
     """(context with the text streams the active ``controls`` need appended, its TokenLayout).
 
     A stream is an extra prompt (1, T, D) carried through the model's text stream after the
@@ -216,9 +191,10 @@ def with_streams(controls, run, diffusion_model, x, context, model_kwargs: dict)
         if streams:
             _warn_once("masked", "this model call has an attention mask: regional/aesthetic prompts are "
                                  "left out of it")
-        return context, token_layout(diffusion_model, x, context)
+        return context, family.token_layout(run.diffusion_model, x, context, model_kwargs)
     parts = [s.to(device=context.device, dtype=context.dtype).expand(context.shape[0], -1, -1) for _, s in streams]
-    layout = token_layout(diffusion_model, x, context, [p.shape[1] for p in parts], [key for key, _ in streams])
+    layout = dataclasses.replace(family.token_layout(run.diffusion_model, x, context, model_kwargs),
+                                 streams=tuple(p.shape[1] for p in parts), stream_keys=tuple(key for key, _ in streams))
     return torch.cat([context, *parts], dim=1), layout
 
 

@@ -1,0 +1,70 @@
+"""The interface every model family implements: what the dispatcher must know about a model.
+
+A family adapter (one module under ``attention/models/``) tells the dispatcher how it recognises
+the model, its attention layer keys in execution order and how they are named in layer
+selections, how the layer of an attention call in progress is known, the token layout of each
+call, and which controls it refuses and why. Methods (StyleAligned, regional attention, value
+mixing, ...) are written once against this interface and never name a model class.
+
+Two kinds of family exist:
+
+- ``joint = False`` (UNets): self- and cross-attention are separate calls; the dispatcher installs
+  one ``patches_replace`` attention replace per layer and slot (``attn1`` / ``attn2``).
+- ``joint = True`` (diffusion transformers): text and image tokens meet in one attention call per
+  block; the dispatcher installs one ``optimized_attention_override`` per model evaluation and asks
+  the adapter for the call's layer (:meth:`ModelFamily.layer_key`) and tokens
+  (:meth:`ModelFamily.token_layout`).
+"""
+from __future__ import annotations
+
+from .tokens import TokenLayout
+
+
+class ModelFamily:
+    """One model family. Subclasses override what differs; instances are stateless singletons."""
+
+    name: str = ""  # what users read in messages and the README table, e.g. "Flux.1"
+    joint: bool = True  # one joint [text | image] attention per block (a DiT), else UNet slots
+    block_kinds: tuple = ()  # the words of its layer keys, e.g. ("double", "single")
+    # control class name -> why this family cannot run it (checked before the generic DiT support)
+    refused: dict = {}
+    # q/k/v as the attention call receives them: "heads_first" (B, H, T, D) or "tokens_first" (B, T, H*D)
+    qkv_layout: str = "heads_first"
+
+    def matches(self, diffusion_model) -> bool:
+        raise NotImplementedError
+
+    def layer_keys(self, diffusion_model) -> tuple:
+        """Every attention layer key, in execution order."""
+        raise NotImplementedError
+
+    def layer_key(self, transformer_options: dict):
+        """The layer key of the attention call in progress, or None (a call no layer key names, such
+        as a refiner block, which then runs untouched)."""
+        kind, index = transformer_options.get("block_type"), transformer_options.get("block_index")
+        if kind in self.block_kinds and isinstance(index, int):
+            return kind, index
+        return None
+
+    def mark_blocks(self, transformer_options: dict, diffusion_model):
+        """Make the layer of each attention call known where the model itself writes no block index
+        (a block replace that marks it). Called once per model evaluation with controls active."""
+
+    def context_width(self, diffusion_model) -> int:
+        """Channels of the model's text input (what a prompt's conditioning must have)."""
+        raise NotImplementedError
+
+    def token_layout(self, diffusion_model, x, context, model_kwargs: dict) -> TokenLayout:
+        """Where a row's tokens sit in the joint attention calls of this evaluation (latent ``x``,
+        the sampler's ``context``), before any appended text stream."""
+        raise NotImplementedError
+
+    def refusal(self, control) -> str | None:
+        """Why this family cannot run ``control`` (None when it can, as far as the family knows)."""
+        return self.refused.get(type(control).__name__)
+
+
+def patch_grid(x, patch: int) -> tuple:
+    """(h, w) of the image tokens of latent ``x`` (…, H, W) cut into ``patch`` x ``patch`` patches
+    (models pad the latent to whole patches)."""
+    return -(-x.shape[-2] // patch), -(-x.shape[-1] // patch)

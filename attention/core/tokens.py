@@ -1,0 +1,67 @@
+"""Where the tokens of one row sit in a joint (text + image) attention call.
+
+Every joint attention call of a diffusion transformer sees the tokens of one row in the order
+``[text | streams | image | extra]``: ``text`` is the sampler's prompt (as the model lays it out,
+register or padding tokens included), the streams are extra prompts the pack appended to the
+context for this evaluation (regional local prompts, an aesthetic prompt), ``image`` the
+patchified latent (row-major grid), ``extra`` whatever a model appends after the image (an edit
+model's reference latents, padding). Family adapters (``attention/models/``) build it.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+
+@dataclass(frozen=True)
+class TokenLayout:
+    """Where the tokens of one row sit in a joint attention call:
+    ``[text | stream_1 | ... | stream_n | image | extra]``.
+
+    ``text`` is the sampler's prompt; the streams are extra prompts the pack appended to the context
+    for this evaluation (regional local prompts, an aesthetic prompt), each carried through the
+    model's text stream like the prompt, and kept apart from it in every attention call."""
+
+    text: int  # number of prompt tokens, first in the sequence
+    image: int  # number of image tokens
+    grid: tuple  # (h, w) of the image tokens, row-major
+    streams: tuple = ()  # token count of each appended stream, in order
+    stream_keys: tuple = ()  # what each stream belongs to (id of a region or control)
+
+    @property
+    def text_total(self) -> int:
+        return self.text + sum(self.streams)
+
+    @property
+    def image_slice(self) -> slice:
+        return slice(self.text_total, self.text_total + self.image)
+
+    def matches(self, tokens: int) -> bool:
+        """True when a call of ``tokens`` tokens holds at least [text | streams | image]."""
+        return tokens >= self.text_total + self.image
+
+    @property
+    def main(self) -> "TokenLayout":
+        """The layout once the streams are taken out: [text | image | extra]."""
+        return TokenLayout(self.text, self.image, self.grid)
+
+    def stream_slices(self) -> list:
+        slices, start = [], self.text
+        for length in self.streams:
+            slices.append(slice(start, start + length))
+            start += length
+        return slices
+
+    def split(self, x):
+        """(…, tokens, C) -> (main tokens [text | image | extra], [stream tokens, ...]) along dim -2."""
+        if not self.streams:
+            return x, []
+        main = torch.cat([x[..., :self.text, :], x[..., self.text_total:, :]], dim=-2)
+        return main, [x[..., s, :] for s in self.stream_slices()]
+
+    def assemble(self, main_out, stream_outs):
+        """Outputs (batch, tokens, C) back in the call's token order."""
+        if not self.streams:
+            return main_out
+        return torch.cat([main_out[:, :self.text], *stream_outs, main_out[:, self.text:]], dim=1)

@@ -1,0 +1,30 @@
+"""Model families, one adapter module each (see ``attention/core/family.py`` for the interface).
+
+To add a family: write ``attention/models/<family>.py`` with a ``FAMILY`` instance of a
+:class:`~attention.core.family.ModelFamily` subclass, list it in :data:`FAMILIES` (more specific
+classes before the classes they subclass), and give the test bed a tiny model of it.
+"""
+from __future__ import annotations
+
+from . import flux, sd3, unet
+
+FAMILIES = (unet.FAMILY, flux.FAMILY, sd3.FAMILY)
+
+
+def family_of(diffusion_model):
+    """The adapter of the family ``diffusion_model`` belongs to, or None (not supported)."""
+    for family in FAMILIES:
+        if family.matches(diffusion_model):
+            return family
+    return None
+
+
+def joint_family_of(diffusion_model):
+    """The adapter of a supported diffusion transformer (joint attention), or None."""
+    family = family_of(diffusion_model)
+    return family if family is not None and family.joint else None
+
+
+def supported_names(joint: bool | None = None) -> str:
+    names = [f.name for f in FAMILIES if joint is None or f.joint == joint]
+    return ", ".join(names[:-1]) + (" and " if len(names) > 1 else "") + names[-1]
