@@ -178,3 +178,26 @@ def test_a_folded_score_shift_never_reaches_another_packs_override(comfy, flux):
     head_dims = {c["q"].shape[-1] for c in recorder.calls}
     assert head_dims == {32}, head_dims
     torch.testing.assert_close(out, sample(comfy, styled, pos, neg, batch=2, steps=1), rtol=0, atol=0)
+
+
+def test_cores_attention_override_keeps_running(comfy, flux):
+    """ComfyUI 0.33's own override slot (ModelPatcher.set_model_optimized_attention, used by core's
+    attention-backend nodes) stays the base of the chain: the attention it names runs every call."""
+    model, pos, neg = flux
+    if not hasattr(model, "set_model_optimized_attention"):
+        pytest.skip("this ComfyUI has no core attention override (added after 0.3.75)")
+    import comfy.ldm.modules.attention as comfy_attention
+    seen = []
+
+    def backend(q, k, v, heads, *args, **kwargs):
+        seen.append((kwargs.get("transformer_options") or {}).get("block_index"))
+        return comfy_attention.attention_basic(q, k, v, heads, *args, **kwargs)
+    core = model.clone()
+    core.set_model_optimized_attention(backend)
+    base = sample(comfy, core, pos, neg, batch=2, steps=1)
+    calls = len(seen)
+    seen.clear()
+    out = sample(comfy, style_aligned(comfy, core), pos, neg, batch=2, steps=1)
+    assert calls and len(seen) >= calls  # every attention call still reaches core's backend
+    torch.testing.assert_close(out[0], base[0], rtol=0, atol=1e-5)
+    assert (out[1] - base[1]).abs().max().item() > 1e-3
