@@ -21,7 +21,8 @@ SHORT = {"sd_xl_base_1.0.safetensors": "SDXL base 1.0", "v1-5-pruned-emaonly-fp1
          "ip-adapter_sdxl_vit-h.safetensors": "IP-Adapter SDXL ViT-H", "ip-adapter_sd15.safetensors": "IP-Adapter SD1.5",
          "clip_vision_h.safetensors": "CLIP vision H", "control_v11f1e_sd15_tile_fp16.safetensors": "ControlNet tile",
          "lcm-lora-sdv1-5.safetensors": "LCM-LoRA", "flux1-dev.safetensors": "FLUX.1 dev",
-         "clip_l.safetensors": "CLIP-L", "t5xxl_fp8_e4m3fn.safetensors": "T5-XXL fp8", "ae.safetensors": "Flux VAE"}
+         "clip_l.safetensors": "CLIP-L", "t5xxl_fp8_e4m3fn.safetensors": "T5-XXL fp8", "ae.safetensors": "Flux VAE",
+         "z_image_turbo_bf16.safetensors": "Z-Image Turbo", "qwen_3_4b.safetensors": "Qwen3-4B"}
 
 
 def font(size: int):
@@ -130,8 +131,14 @@ SCENES = {
                                              "sun", "edited")]),
     "all_in_one": composite,
 }
-SCENES["flux_style_aligned_set"] = SCENES["style_aligned_set"]
-SCENES["flux_regional_layout"] = regions
+
+
+def scene(name: str):
+    """A template's scene; a model family's variant of a template (``<family>_style_aligned_set``,
+    ``<family>_regional_layout``) draws the scene of the template it varies."""
+    if name in SCENES:
+        return SCENES[name]
+    return next(SCENES[base] for base in SCENES if name.endswith("_" + base))
 
 
 def needed_models(template: Path) -> list[str]:
@@ -148,7 +155,7 @@ def card(template: Path) -> Image.Image:
     img = Image.new("RGB", (W, H), BG)
     d = ImageDraw.Draw(img)
     d.text((12, 10), template.stem.replace("_", " "), fill=FG, font=font(16))
-    SCENES[template.stem](d)
+    scene(template.stem)(d)
     models = needed_models(template)
     d.rectangle([0, H - 40, W, H], fill=(22, 24, 30))
     d.text((10, H - 36), "needs: " + ", ".join(models[:2]), fill=FG, font=font(12))

@@ -29,6 +29,11 @@ tiny_models.ARTIFACTS.update(dit_artifacts())  # tiny Flux.1 diffusion model (is
 from tiny_models.flux_text import flux_part_artifacts  # noqa: E402
 
 tiny_models.ARTIFACTS.update(flux_part_artifacts())  # tiny Flux text encoders + VAE (its templates)
+from tiny_models.lumina import z_image_artifacts  # noqa: E402
+from tiny_models.qwen3_text import qwen3_text_artifacts  # noqa: E402
+
+tiny_models.ARTIFACTS.update(z_image_artifacts())  # tiny Z-Image (issue 17)
+tiny_models.ARTIFACTS.update(qwen3_text_artifacts())  # tiny Qwen3 text encoder (Z-Image template)
 
 
 def header_ok(path: Path) -> bool:

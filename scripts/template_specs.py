@@ -31,6 +31,12 @@ MODELS = {  # file name as the loader shows it -> where ComfyUI's missing-models
     "t5xxl_fp8_e4m3fn.safetensors": {
         "url": HF + "comfyanonymous/flux_text_encoders/resolve/main/t5xxl_fp8_e4m3fn.safetensors",
         "directory": "text_encoders"},
+    "z_image_turbo_bf16.safetensors": {
+        "url": HF + "Comfy-Org/z_image_turbo/resolve/main/split_files/diffusion_models/z_image_turbo_bf16.safetensors",
+        "directory": "diffusion_models"},
+    "qwen_3_4b.safetensors": {
+        "url": HF + "Comfy-Org/z_image_turbo/resolve/main/split_files/text_encoders/qwen_3_4b.safetensors",
+        "directory": "text_encoders"},
     "ae.safetensors": {
         "url": HF + "Comfy-Org/Lumina_Image_2.0_Repackaged/resolve/main/split_files/vae/ae.safetensors",
         "directory": "vae"},
@@ -46,6 +52,10 @@ FLUX_MODELS = """- `flux1-dev.safetensors` in `models/diffusion_models` (FLUX.1 
 FLUX_SAMPLING = """Flux dev is guidance-distilled: the strength is *Flux guidance* (3.5), KSampler stays at cfg 1
 (the negative is unused), euler / simple, about 20 steps. For FLUX.1 schnell: 4 steps, no FluxGuidance
 needed."""
+
+Z_IMAGE_MODELS = """- `z_image_turbo_bf16.safetensors` in `models/diffusion_models` (Z-Image Turbo)
+- `qwen_3_4b.safetensors` in `models/text_encoders` (Qwen3-4B, loaded with type lumina2)
+- `ae.safetensors` in `models/vae` (the Flux.1 autoencoder)"""
 
 SPECS = {
     "aesthetic_mix": {
@@ -283,6 +293,31 @@ attend to that box's prompt tokens, with the box's weight curve over the steps. 
             {"width": 380, "groups": [("Prompts (change first)", ["4", "5", "6", "7"]), ("Image size", ["11"])]},
             {"width": 420, "groups": [("Atelier: regions", ["8", "9", "10"])]},
             {"groups": [("Sample and save", ["12", "13", "14"])]},
+        ],
+    },
+    "z_image_style_aligned_set": {
+        "note": f"""
+## StyleAligned set (Z-Image Turbo)
+One image per line of *Batch Prompts*, all in one style: in every main joint attention layer the image
+tokens of each image also attend to the first image's image tokens (row 0 is the style reference), after
+AdaIN gives their queries/keys row 0's statistics. Caption tokens and the refiner blocks are untouched.
+
+**Change first:** the prompts (one per line) and the `style` words appended to every line.
+
+Z-Image Turbo is distilled: 8 steps, cfg 1 (the negative is unused), res_multistep / simple,
+ModelSamplingAuraFlow shift 3, as ComfyUI's own Z-Image Turbo template.
+
+**Not on Z-Image:** `share_group_norm` (a transformer has no GroupNorm; refused with a message).
+
+**Models** ({MISSING})
+{Z_IMAGE_MODELS}
+""",
+        "note_height": 520,
+        "columns": [
+            {"groups": [("Models", ["1", "2", "3", "4"])]},
+            {"width": 380, "groups": [("Prompts (change first)", ["6", "7"]), ("Image size", ["8"])]},
+            {"groups": [("Atelier: StyleAligned", ["5"])]},
+            {"groups": [("Sample and save", ["9", "10", "11"])]},
         ],
     },
 }

@@ -9,6 +9,8 @@ swap changes only the class and the file names.
   heads of 128 channels; the tiny Flux overrides them, see tiny_models/dit.py).
 - TestBedDualCLIPLoader: DualCLIPLoader for the tiny Flux text encoders (ComfyUI builds T5 at
   XXL size from a fixed config; see tiny_models/flux_text.py).
+- TestBedCLIPLoader: CLIPLoader for the tiny Qwen3 text encoder of Z-Image (type lumina2; ComfyUI
+  builds Qwen3-4B from a fixed full-size config; see tiny_models/qwen3_text.py).
 """
 from __future__ import annotations
 
@@ -23,6 +25,7 @@ import folder_paths  # noqa: E402
 
 from tiny_models.dit import load_tiny_dit  # noqa: E402
 from tiny_models.flux_text import load_tiny_flux_clip  # noqa: E402
+from tiny_models.qwen3_text import load_tiny_qwen3_clip  # noqa: E402
 
 CATEGORY = "atelier test bed"
 
@@ -59,7 +62,25 @@ class TestBedDualCLIPLoader:
         return (load_tiny_flux_clip(paths, folder_paths.get_folder_paths("embeddings")),)
 
 
+class TestBedCLIPLoader:
+    DESCRIPTION = "Test bed only: CLIPLoader (type lumina2) for the tiny Qwen3 text encoder of Z-Image."
+    RETURN_TYPES = ("CLIP",)
+    FUNCTION = "load"
+    CATEGORY = CATEGORY
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"clip_name": (folder_paths.get_filename_list("text_encoders"),),
+                             "type": (["lumina2"],)},
+                "optional": {"device": (["default", "cpu"],)}}
+
+    def load(self, clip_name, type, device="default"):
+        path = folder_paths.get_full_path_or_raise("text_encoders", clip_name)
+        return (load_tiny_qwen3_clip(path, folder_paths.get_folder_paths("embeddings")),)
+
+
 NODE_CLASS_MAPPINGS = {
+    "TestBedCLIPLoader": TestBedCLIPLoader,
     "TestBedUNETLoader": TestBedUNETLoader,
     "TestBedDualCLIPLoader": TestBedDualCLIPLoader,
 }

@@ -7,9 +7,9 @@ stand-ins in the test bed instead. :func:`for_test_bed` is that one rewrite, in 
   default) the SDXL files -> their SD1.5 stand-ins instead (the tiny SDXL samples at ~20 s a step on a
   shared 2-core CPU; node-level SDXL coverage lives in tests/comfy, and one slow e2e test runs an SDXL
   template on the tiny SDXL);
-- UNETLoader / DualCLIPLoader -> the test-bed loaders of the same inputs (scripts/test_bed_nodes):
-  ComfyUI's own cannot build the tiny Flux (its detection pins 24 heads of 128 channels) nor a tiny T5
-  (DualCLIPLoader builds T5 at XXL size); VAELoader, the samplers and every Atelier node stay ComfyUI's;
+- UNETLoader / DualCLIPLoader / CLIPLoader -> the test-bed loaders of the same inputs (scripts/test_bed_nodes):
+  ComfyUI's own cannot build the tiny DiTs (detection pins full-size heads) nor a tiny T5 or Qwen3
+  (the text loaders build them at full size); VAELoader, the samplers and every Atelier node stay ComfyUI's;
 - every image a LoadImage names -> the test bed's reference or content picture;
 - every latent / image size -> ``size`` px (the tiny models' scale), every ``steps`` -> about a fifth
   (one map for all nodes, so steps that must match between inversion and regeneration still match).
@@ -27,6 +27,8 @@ from .content_image import CONTENT_IMAGE
 from .controlnet import SD15_CONTROLNET
 from .dit import FLUX
 from .flux_text import FLUX_CLIP_L, FLUX_T5, FLUX_VAE
+from .lumina import Z_IMAGE
+from .qwen3_text import QWEN3_TEXT
 from .ip_adapter import SD15_BASE as IP_ADAPTER_SD15, SDXL_BASE as IP_ADAPTER_SDXL
 from .reference_image import REFERENCE_IMAGE
 
@@ -42,8 +44,11 @@ TINY_MODELS = {
     "clip_l.safetensors": FLUX_CLIP_L,
     "t5xxl_fp8_e4m3fn.safetensors": FLUX_T5,
     "ae.safetensors": FLUX_VAE,
+    "z_image_turbo_bf16.safetensors": Z_IMAGE,
+    "qwen_3_4b.safetensors": QWEN3_TEXT,
 }
-TEST_BED_LOADERS = {"UNETLoader": "TestBedUNETLoader", "DualCLIPLoader": "TestBedDualCLIPLoader"}
+TEST_BED_LOADERS = {"UNETLoader": "TestBedUNETLoader", "DualCLIPLoader": "TestBedDualCLIPLoader",
+                    "CLIPLoader": "TestBedCLIPLoader"}
 SDXL_TO_SD15 = {SDXL: SD15, IP_ADAPTER_SDXL: IP_ADAPTER_SD15}
 TEST_IMAGES = {
     "style_reference.png": REFERENCE_IMAGE,
