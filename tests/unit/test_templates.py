@@ -18,7 +18,8 @@ GROUP_TITLE_HEIGHT = 34  # a group's title band (font_size 22 and its padding)
 NOTES = ("Note", "MarkdownNote")
 MODEL_FOLDER = {"CheckpointLoaderSimple": "checkpoints", "LoraLoader": "loras", "CLIPVisionLoader": "clip_vision",
                 "ControlNetLoader": "controlnet", "AtelierIPAdapterLoader": "ipadapter",
-                "UNETLoader": "diffusion_models", "DualCLIPLoader": "text_encoders", "VAELoader": "vae"}
+                "UNETLoader": "diffusion_models", "DualCLIPLoader": "text_encoders", "CLIPLoader": "text_encoders",
+                "VAELoader": "vae"}
 MODEL_SUFFIXES = (".safetensors", ".sft", ".ckpt", ".pt", ".pth", ".bin")
 THUMBNAIL_MAX_BYTES = 40_000
 
