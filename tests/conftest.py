@@ -8,7 +8,9 @@
 """
 from __future__ import annotations
 
+import gc
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -38,7 +40,36 @@ def pytest_report_header(config):
             f"frontend {env.frontend_version() or 'from the venv'}, base {paths.BASE_DIR}")
 
 
+def rss_mib() -> tuple[float, float]:
+    """(resident, peak resident) memory of this process in MiB (Linux /proc; else the peak twice)."""
+    try:
+        fields = dict(line.split(":", 1) for line in Path("/proc/self/status").read_text().splitlines() if ":" in line)
+        return int(fields["VmRSS"].split()[0]) / 1024, int(fields["VmHWM"].split()[0]) / 1024
+    except (OSError, KeyError, ValueError):
+        import resource
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        return peak, peak
+
+
+_MODULE_MEMORY: list[tuple[str, float, float, float]] = []  # (test file, RSS after it, peak so far, seconds)
+_module_started = [time.time()]
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item, nextitem):
+    """After the last test of each file (its module fixtures torn down): the process's RSS and peak."""
+    yield
+    if nextitem is None or nextitem.path != item.path:
+        rss, peak = rss_mib()
+        _MODULE_MEMORY.append((item.nodeid.split("::")[0], rss, peak, time.time() - _module_started[0]))
+        _module_started[0] = time.time()
+
+
 def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    if _MODULE_MEMORY:
+        terminalreporter.write_sep("-", "memory per test file (RSS after the file / peak so far, MiB; seconds)")
+        for name, rss, peak, seconds in _MODULE_MEMORY:
+            terminalreporter.write_line(f"{rss:8.0f} {peak:8.0f} {seconds:7.1f}  {name}")
     terminalreporter.write_line(pytest_report_header(config))
 
 
@@ -82,12 +113,15 @@ def api_workflows() -> list[Path]:
 def comfy():
     """In-process ComfyUI (CPU) with the tiny checkpoints; see ComfyHarness for helpers."""
     _require_comfy()
-    import gc
     from tests.harness.inprocess import get_harness
     harness = get_harness()
     harness.load_nodes()  # so tests.pack finds the pack ComfyUI loaded (its classes are the nodes')
     yield harness
     harness._ckpts.clear()  # free models while ComfyUI's modules are still alive (no __del__ noise at exit)
+    harness._loads.clear()
+    dit_helpers = sys.modules.get("tests.comfy.dit_helpers")
+    if dit_helpers is not None:
+        dit_helpers._MODELS.clear()
     gc.collect()
 
 

@@ -82,6 +82,7 @@ class ComfyHarness:
         self.args = bootstrap(comfy_dir, base_dir)
         self.comfy_dir, self.base_dir = Path(comfy_dir), Path(base_dir)
         self._ckpts: dict[str, Checkpoint] = {}
+        self._loads: dict[tuple, tuple] = {}  # checkpoint file loads shared by checkpoint() and graphs' loaders
         self._pack = None
 
     # ---- nodes -------------------------------------------------------------------------------
@@ -112,7 +113,33 @@ class ComfyHarness:
             if not asyncio.run(nodes.load_custom_node(str(TEST_BED_NODES_DIR))):  # tiny Flux loaders
                 raise RuntimeError(f"ComfyUI could not load the test-bed nodes from {TEST_BED_NODES_DIR}")
             self._pack = sys.modules[str(PACK_DIR).replace(".", "_x_")]
+            self._share_checkpoint_loads()
         return self._pack
+
+    def _share_checkpoint_loads(self):
+        """Every plain checkpoint load in this process (``checkpoint()``, CheckpointLoaderSimple in a graph)
+        returns the one load of that file, as a server's cache hands one loader output to every prompt,
+        until :meth:`release` (a tiny SDXL is ~2.7 GB in memory and takes ~15 s to load on 2 cores)."""
+        import comfy.sd
+        load = comfy.sd.load_checkpoint_guess_config
+        if getattr(load, "_atelier_shared", False):
+            return
+        harness = self
+
+        def shared_load(ckpt_path, output_vae=True, output_clip=True, output_clipvision=False,
+                        embedding_directory=None, output_model=True, model_options={}, te_model_options={}, **kw):
+            if model_options or te_model_options or kw:  # anything unusual loads afresh
+                return load(ckpt_path, output_vae, output_clip, output_clipvision, embedding_directory, output_model,
+                            model_options, te_model_options, **kw)
+            key = (str(Path(ckpt_path).resolve()), output_vae, output_clip, output_clipvision, output_model)
+            if key not in harness._loads:
+                harness._loads[key] = load(ckpt_path, output_vae=output_vae, output_clip=output_clip,
+                                           output_clipvision=output_clipvision,
+                                           embedding_directory=embedding_directory, output_model=output_model)
+            return harness._loads[key]
+
+        shared_load._atelier_shared = True
+        comfy.sd.load_checkpoint_guess_config = shared_load
 
     @property
     def pack(self):
@@ -132,18 +159,33 @@ class ComfyHarness:
 
     # ---- models ------------------------------------------------------------------------------
     def checkpoint(self, name: str = SD15) -> Checkpoint:
-        """(model, clip, vae) of a checkpoint in BASE/models/checkpoints, loaded once per session.
+        """(model, clip, vae) of a checkpoint in BASE/models/checkpoints, loaded once (SD1.5 per session,
+        others per test file: see :meth:`release`); graphs' CheckpointLoaderSimple returns the same objects.
 
         Never patch these in place: ``.model.clone()`` first (as nodes do).
         """
         if name not in self._ckpts:
             import comfy.sd
             import folder_paths
+            self._share_checkpoint_loads()
             path = folder_paths.get_full_path_or_raise("checkpoints", name)
             model, clip, vae = comfy.sd.load_checkpoint_guess_config(
                 path, output_vae=True, output_clip=True, embedding_directory=folder_paths.get_folder_paths("embeddings"))[:3]
             self._ckpts[name] = Checkpoint(model, clip, vae, name)
         return self._ckpts[name]
+
+    def release(self, keep=(SD15,)):
+        """Free every checkpoint load but ``keep`` (SD1.5: nearly every test file uses it), then collect,
+        unload ComfyUI's models and hand freed heap back to the system. Called after each test file."""
+        import gc
+        self._ckpts = {name: c for name, c in self._ckpts.items() if name in keep}
+        self._loads = {key: out for key, out in self._loads.items() if Path(key[0]).name in keep}
+        gc.collect()
+        import comfy.model_management as mm
+        mm.unload_all_models()
+        mm.soft_empty_cache()
+        gc.collect()
+        trim_heap()
 
     @property
     def sd15(self) -> Checkpoint:
@@ -240,6 +282,16 @@ class ComfyHarness:
         # Every key either version reads (0.33 added "ram_inactive"); each ignores the ones it does not know.
         return execution.PromptExecutor(StandInServer(), cache_type=False,
                                          cache_args={"lru": 0, "ram": 0, "ram_inactive": 0})
+
+
+def trim_heap():
+    """Return freed heap to the system (glibc keeps freed small and mid-sized tensors in its arenas,
+    which a long test process would otherwise carry as resident memory)."""
+    try:
+        import ctypes
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc
+        pass
 
 
 _HARNESS: ComfyHarness | None = None
