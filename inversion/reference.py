@@ -103,6 +103,12 @@ class ReferenceRows:
         for name, value in kwargs.items():
             if isinstance(value, torch.Tensor) and value.ndim > 0 and value.shape[0] == batch:
                 kwargs[name] = insert_rows(value, chunks, self._stack(conds, name, value))
+            elif isinstance(value, list) and value and all(isinstance(r, torch.Tensor) and r.ndim > 0
+                                                          and r.shape[0] == batch for r in value):
+                # batch-shaped inputs in a list (an edit model's reference latents, Qwen-Image-Edit's
+                # ref_latents): the reference row takes its chunk's first row's, so the rows of a call
+                # keep one token count (the reference row's output is dropped)
+                kwargs[name] = [insert_rows(r, chunks, chunk_first_rows(r, chunks)) for r in value]
         control = insert_control(control, chunks, batch)
         transformer_options[REFERENCE_INSERTED_KEY] = True
         if recorder is not None:

@@ -80,7 +80,7 @@ class AtelierInvert(io.ComfyNode):
                 negative=None) -> io.NodeOutput:
         require_invertible(model)
         samples = comfy.sample.fix_empty_latent_channels(model, latent["samples"])
-        if samples.ndim != 4:
+        if samples.ndim != 4 and not (samples.ndim == 5 and samples.shape[2] == 1):  # 5D: one frame (Qwen-Image)
             raise AtelierError(NODE, "latent", f"expected an image latent [batch, C, H, W], got {list(samples.shape)}.",
                                "encode a still image with VAEEncode.")
         positive = positive if positive is not None else zero_conditioning(model)

@@ -32,6 +32,9 @@ from .tokens import TokenLayout
 log = logging.getLogger("attention_atelier")
 
 OVERRIDE_KEY = "optimized_attention_override"
+# ComfyUI's attention functions: (q, k, v, heads, mask=None, attn_precision=None, skip_reshape=False,
+# skip_output_reshape=False, **kwargs)
+POSITIONAL = ("mask", "attn_precision", "skip_reshape", "skip_output_reshape")
 # (control class) -> attend(control, q, k, v, call, next_attention, mask=None); filled by the DiT modules
 DIT_ATTEND: dict = {}
 DIT_PREPARE: dict = {}
@@ -119,6 +122,8 @@ class DiTOverride:
         if (key is None or (not controls and not layout.streams) or not layout.matches(q.shape[-2])
                 or q.shape[-2] != k.shape[-2]):
             return self._base(func, args, kwargs)
+        if len(args) > 4:  # a model passing the mask (or more) by position, as Qwen-Image does: by name
+            args, kwargs = args[:4], dict(kwargs, **dict(zip(POSITIONAL, args[4:])))
         heads = args[3] if len(args) > 3 else kwargs.get("heads")
         if v.ndim == q.ndim + 1:  # SD3 hands v as (batch, tokens, heads, dim) next to (batch, tokens, C) q, k
             v = v.flatten(-2)
@@ -138,6 +143,12 @@ class DiTOverride:
                                 streams=dict(zip(layout.stream_keys, zip(q_streams, k_streams, v_streams))),
                                 batch=q.shape[0], plain=functools.partial(call_with, func))
         model_mask = kwargs.get("mask")
+        # declared extra tokens (an edit model's reference latents) leave the chain: their queries get
+        # the base attention on the model's own q/k/v, whatever the controls do to the others
+        extra = layout.extra if controls else 0
+        if extra:
+            plain_kv = (k_main, v_main)
+            q_main, q_extra = q_main[..., :-extra, :], q_main[..., -extra:, :]
         for control in controls:
             prepare = DIT_PREPARE.get(type(control))
             if prepare is not None:
@@ -149,6 +160,8 @@ class DiTOverride:
             if attend is not None:
                 attention = functools.partial(attend, control, attention)
         out = attention(q_main, k_main, v_main, call, mask=model_mask)
+        if extra:
+            out = torch.cat([out, base_attention(q_extra, *plain_kv, call, mask=model_mask)], dim=1)
         if not layout.streams:
             return out
         # each stream attends to itself and the image (as its own prompt would), never to the prompt

@@ -28,6 +28,9 @@ class TokenLayout:
     grid: tuple  # (h, w) of the image tokens, row-major
     streams: tuple = ()  # token count of each appended stream, in order
     stream_keys: tuple = ()  # what each stream belongs to (id of a region or control)
+    # tokens a model appends after the image (an edit model's reference latents), when the family
+    # declares them: no control acts on their queries (their outputs are the base attention's)
+    extra: int = 0
 
     @property
     def text_total(self) -> int:
@@ -38,13 +41,16 @@ class TokenLayout:
         return slice(self.text_total, self.text_total + self.image)
 
     def matches(self, tokens: int) -> bool:
-        """True when a call of ``tokens`` tokens holds at least [text | streams | image]."""
+        """True when a call of ``tokens`` tokens holds at least [text | streams | image] (exactly
+        [text | streams | image | extra] where the family declares extra tokens)."""
+        if self.extra:
+            return tokens == self.text_total + self.image + self.extra
         return tokens >= self.text_total + self.image
 
     @property
     def main(self) -> "TokenLayout":
         """The layout once the streams are taken out: [text | image | extra]."""
-        return TokenLayout(self.text, self.image, self.grid)
+        return TokenLayout(self.text, self.image, self.grid, extra=self.extra)
 
     def stream_slices(self) -> list:
         slices, start = [], self.text

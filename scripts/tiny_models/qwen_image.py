@@ -1,0 +1,111 @@
+"""Tiny seeded random-weight Qwen-Image (and Qwen-Image-Edit 2509: the same network) of the real
+architecture: ComfyUI's ``QwenImageTransformer2DModel`` (comfy/ldm/qwen_image/model.py), its key names
+and config from ComfyUI's own detection (``detect_unet_config`` reads ``txt_norm`` -> qwen_image, the
+input channels from ``img_in`` and the depth from the block keys; ``supported_models.QwenImage``).
+
+Detection pins the full-size constants it cannot read from the keys: 24 heads of 128 channels
+(RoPE axes 16 + 56 + 56) and a Qwen2.5-VL text width of 3584. The tiny model overrides exactly those
+(``TINY_OVERRIDES``: 2 heads of 32, axes 8 + 12 + 12, text width 32, so width 64); the override is
+written into the file's metadata (``atelier_dit_overrides``) and ``dit.load_tiny_dit`` applies it.
+Everything else (patch size 2, 16 latent channels as the Wan 2.1 VAE, the 3D latent [B, 16, 1, H, W],
+reference latents appended after the image tokens) is ComfyUI's, on both ComfyUI versions.
+
+Text: :func:`random_conditioning` stands in for Qwen2.5-VL (32-wide tokens, no pooled output);
+:func:`with_reference_latents` adds what ReferenceLatent / TextEncodeQwenImageEdit add for the Edit
+models (``reference_latents``).
+"""
+from __future__ import annotations
+
+import json
+import logging
+
+import torch
+
+from .dit import DIFFUSION_MODELS, detected_config, load_tiny_dit, scaled
+from .fill import TINY_VERSION, SeededFiller
+
+QWEN_IMAGE = "atelier_tiny_qwen_image.safetensors"
+SEED = 2509
+VERSION = "1"  # metadata atelier_qwen_image_version; bump when the tiny model changes
+LAYERS = 2
+WIDTH = 64
+TEXT_WIDTH = 32
+# detection pins 24 heads x 128 (axes 16 + 56 + 56) and a 3584-wide text input
+TINY_OVERRIDES = {"num_attention_heads": 2, "attention_head_dim": 32, "axes_dims_rope": [8, 12, 12],
+                  "joint_attention_dim": TEXT_WIDTH}
+
+
+def _unet_config() -> dict:
+    return {"image_model": "qwen_image", "in_channels": 64, "num_layers": LAYERS, **TINY_OVERRIDES}
+
+
+def _meta_state_dict() -> dict:
+    """Key names and shapes of the tiny model, from ComfyUI's own class on the meta device."""
+    import comfy.supported_models as sm
+    config = sm.QwenImage(_unet_config())
+    config.set_inference_dtype(torch.float32, None)
+    base = config.get_model({}, device=torch.device("meta"))
+    return base.diffusion_model.state_dict()
+
+
+def build_qwen_image(path, name: str | None = None) -> dict:
+    from pathlib import Path
+    import comfy.utils
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    meta = _meta_state_dict()
+    got = type(detected_config(meta, TINY_OVERRIDES)).__name__
+    if got != "QwenImage":
+        raise ValueError(f"{path.name}: detected as {got}, expected QwenImage")
+    sd = {k: scaled(v).contiguous() for k, v in SeededFiller(SEED, torch.float32).fill(meta).items()}
+    tmp = path.with_suffix(".tmp")
+    comfy.utils.save_torch_file(sd, str(tmp), metadata={
+        "atelier_tiny": TINY_VERSION, "atelier_qwen_image_version": VERSION, "kind": "QwenImage",
+        "atelier_dit_overrides": json.dumps(TINY_OVERRIDES)})
+    tmp.replace(path)
+    params = sum(v.numel() for v in sd.values())
+    logging.info("built %s (QwenImage, %.2f M params)", path, params / 1e6)
+    return {"kind": "QwenImage", "params": params}
+
+
+def verify_qwen_image(path, full: bool = False) -> dict:
+    from safetensors import safe_open
+    with safe_open(str(path), framework="pt") as f:
+        metadata = f.metadata() or {}
+        shapes = {k: torch.empty(f.get_slice(k).get_shape(), device="meta") for k in f.keys()}
+    if metadata.get("atelier_qwen_image_version") != VERSION:
+        raise ValueError(f"{path}: tiny Qwen-Image version {metadata.get('atelier_qwen_image_version')}, "
+                         f"expected {VERSION}")
+    kind = type(detected_config(shapes, json.loads(metadata.get("atelier_dit_overrides", "{}")))).__name__
+    if kind != "QwenImage":
+        raise ValueError(f"{path}: detected as {kind}, expected QwenImage")
+    if full:
+        load_tiny_qwen_image(path)
+    return {"kind": kind}
+
+
+def load_tiny_qwen_image(path):
+    """A ModelPatcher of the tiny file (fp32, CPU), as ``comfy.sd.load_diffusion_model`` builds one."""
+    return load_tiny_dit(path)
+
+
+def random_conditioning(tokens: int = 8, seed: int = 0) -> list:
+    """CONDITIONING standing in for Qwen2.5-VL: [[context (1, tokens, TEXT_WIDTH), {}]]."""
+    gen = torch.Generator().manual_seed(seed)
+    return [[torch.randn(1, tokens, TEXT_WIDTH, generator=gen), {}]]
+
+
+def with_reference_latents(conditioning: list, latents: list) -> list:
+    """``conditioning`` with ``reference_latents`` appended, as ComfyUI's ReferenceLatent node does
+    (each latent [1, 16, 1, h, w] in latent units)."""
+    out = []
+    for context, extra in conditioning:
+        extra = dict(extra)
+        extra["reference_latents"] = list(extra.get("reference_latents", [])) + list(latents)
+        out.append([context, extra])
+    return out
+
+
+def qwen_image_artifacts() -> dict:
+    """ARTIFACTS entry (subfolder, builder, verifier) of the tiny Qwen-Image."""
+    return {QWEN_IMAGE: (DIFFUSION_MODELS, build_qwen_image, verify_qwen_image)}
