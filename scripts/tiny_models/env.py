@@ -25,8 +25,26 @@ if COMFYUI_VERSION not in TEST_BEDS:
 _tree, _base, FRONTEND_VERSION = TEST_BEDS[COMFYUI_VERSION]
 DEFAULT_COMFY = Path(os.environ.get("ATELIER_COMFY", CACHE_DIR / _tree))
 DEFAULT_BASE = Path(os.environ.get("ATELIER_BASE", CACHE_DIR / _base))
-DEFAULT_FRONTEND_ROOT = Path(os.environ.get(
-    "ATELIER_FRONTEND", CACHE_DIR / "frontends" / FRONTEND_VERSION / "comfyui_frontend_package" / "static"))
+# Newer frontends the browser tier also runs on that test bed (a second server per frontend, tests marked
+# all_frontends only: templates load/convert/no overlaps, the region editor, Nodes 2.0).
+EXTRA_FRONTENDS = {
+    "0.33.0": ("1.58.1",),
+}
+FRONTENDS = sorted({fe for _, _, fe in TEST_BEDS.values()} | {fe for extra in EXTRA_FRONTENDS.values() for fe in extra},
+                   key=lambda v: tuple(map(int, v.split("."))))  # every frontend setup_dev.sh installs
+
+
+def frontend_root(version: str) -> Path:
+    """The static/ folder of frontend ``version`` (setup_dev.sh installs each into .cache/frontends/<version>)."""
+    return CACHE_DIR / "frontends" / version / "comfyui_frontend_package" / "static"
+
+
+def browser_frontends(comfyui_version: str = COMFYUI_VERSION) -> tuple[str, ...]:
+    """The frontends the browser tier runs on for a test bed: its own first, then the newer ones."""
+    return (TEST_BEDS[comfyui_version][2], *EXTRA_FRONTENDS.get(comfyui_version, ()))
+
+
+DEFAULT_FRONTEND_ROOT = Path(os.environ.get("ATELIER_FRONTEND", frontend_root(FRONTEND_VERSION)))
 PACK_LINK_NAME = "attention_atelier"
 # test-only loaders for the tiny stand-ins ComfyUI's own loaders cannot build (never shipped)
 TEST_BED_NODES_DIR = REPO_ROOT / "scripts" / "test_bed_nodes"

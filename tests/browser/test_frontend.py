@@ -1,6 +1,8 @@
-"""The pack in the real ComfyUI frontend (1.32.9) in Chromium: the region editor extension loads cleanly
-and edits the JSON widget, every shipped UI template loads with all its node types and converts to
-exactly its API twin, and the regional template queued from the browser produces an image."""
+"""The pack in the real ComfyUI frontend in Chromium (the test bed's own, and for tests marked
+all_frontends the newer ones too: 1.32.9 on ComfyUI 0.3.75, 1.49.6 and 1.58.1 on 0.33.0): the region
+editor extension loads cleanly, uses no deprecated frontend API and edits the JSON widget, every shipped
+UI template loads with all its node types and converts to exactly its API twin, and the regional template
+queued from the browser produces an image."""
 from __future__ import annotations
 
 import hashlib
@@ -25,6 +27,7 @@ def ours(text: str) -> bool:
     return "atelier" in text or f"/extensions/{PACK_DIR.name.lower()}/" in text
 
 
+@pytest.mark.all_frontends
 def test_region_editor_extension_loads_without_errors(frontend):
     assert EXTENSION in frontend.evaluate("window.app.extensions.map(e => e.name)")
     errors = [c for c in frontend.console if c[0] in ("error", "pageerror") and (ours(c[1]) or ours(c[2]))]
@@ -33,6 +36,45 @@ def test_region_editor_extension_loads_without_errors(frontend):
     served = frontend.evaluate("(pack) => fetch(`/extensions/${pack}/atelier_regions.js`).then(r => r.status)",
                                PACK_DIR.name)
     assert served == 200
+
+
+# Every LiteGraph deprecation warning (repeated, not only the first of each kind) whose stack passes
+# through one of our extension's files: frontend 1.58 deprecates input.link / output.links, for example.
+RECORD_DEPRECATIONS = """(pack) => {
+    const LG = window.LiteGraph, found = window.__atelierDeprecations = [];
+    if (!Array.isArray(LG.onDeprecationWarning)) return false;
+    LG.alwaysRepeatWarnings = true;
+    LG.onDeprecationWarning.push(window.__atelierRecord = (message) => {
+        const stack = new Error().stack ?? '';
+        if (stack.includes(`/extensions/${pack}/`)) found.push(`${message}\n${stack}`);
+    });
+    return true;
+}"""
+STOP_RECORDING = """() => { const LG = window.LiteGraph; LG.alwaysRepeatWarnings = false;
+    const i = (LG.onDeprecationWarning ?? []).indexOf(window.__atelierRecord); if (i >= 0) LG.onDeprecationWarning.splice(i, 1); }"""
+
+
+@pytest.mark.all_frontends
+def test_region_editor_uses_no_deprecated_frontend_api(frontend):
+    """The editor on the regional template (chained regions read through the graph's links, the latent
+    size found downstream, boxes drawn) triggers no deprecation warning of the frontend from our files."""
+    from tests.browser.views import close_dialogs
+    if not frontend.evaluate(RECORD_DEPRECATIONS, PACK_DIR.name):
+        pytest.skip("this frontend has no LiteGraph.onDeprecationWarning")
+    try:
+        frontend.load_workflow(json.loads(REGIONAL.read_text()), REGIONAL.name)
+        close_dialogs(frontend)
+        node_id = frontend.evaluate("window.app.graph.nodes.find(n => n.type === 'AtelierBoxRegions').id")
+        show_node(frontend, node_id)
+        editor = f'.atelier-regions-editor[data-node-id="{node_id}"]'
+        frontend.page.locator(f"{editor} .atelier-regions-latent").click()
+        time.sleep(1.0)  # the editor re-reads the graph every 400 ms
+        chained = frontend.evaluate("(id) => window.app.graph.getNodeById(id).atelierRegionEditor.chained", node_id)
+        assert len(chained) == 1, chained  # the graph was really read
+        found = frontend.evaluate("window.__atelierDeprecations")
+    finally:
+        frontend.evaluate(STOP_RECORDING)
+    assert not found, "\n\n".join(found[:3])
 
 
 def box_json(frontend, node_id: int) -> dict:
@@ -118,6 +160,7 @@ def describe(prompt: dict) -> list:
     return sorted((n["class_type"], json.dumps(n["inputs"], sort_keys=True)[:300]) for n in prompt.values())
 
 
+@pytest.mark.all_frontends
 @pytest.mark.parametrize("template", TEMPLATES, ids=lambda p: p.stem)
 def test_template_loads_and_converts_to_its_api_twin(frontend, template: Path):
     twin_path = WORKFLOWS / "api" / template.name
@@ -140,7 +183,7 @@ LIVE_BOXES = """() => window.app.graph.nodes.map(n => [n.id, n.type, n.pos[0], n
     n.pos[0] + n.size[0], n.pos[1] + n.size[1]])"""
 
 
-# The text of what lists the missing models: a dialog (frontend 1.32) or the errors panel (1.49), i.e. the
+# The text of what lists the missing models: a dialog (frontend 1.32) or the errors panel (1.49, 1.58), i.e. the
 # largest element around the "Missing Models" heading that holds no canvas and no node.
 MISSING_MODELS = """() => {
     const heading = Array.from(document.querySelectorAll('body *'))
@@ -153,6 +196,7 @@ GROUP_TITLES = """() => (window.app.graph.groups ?? window.app.graph._groups).ma
     const [x, y, w] = g._bounding ?? g.bounding; return [g.title, x, y, x + w, y + (g.titleHeight ?? 34)]; })"""
 
 
+@pytest.mark.all_frontends
 @pytest.mark.parametrize("template", TEMPLATES, ids=lambda p: p.stem)
 def test_template_opens_without_overlapping_nodes(frontend, template: Path):
     """The missing-models dialog offers every model the template declares (the test bed has none of the
@@ -164,13 +208,14 @@ def test_template_opens_without_overlapping_nodes(frontend, template: Path):
     time.sleep(1.0)
     dialog = frontend.evaluate(MISSING_MODELS)
     details = frontend.page.get_by_text("View details")
-    if not dialog and details.count():  # frontend 1.49: a toast "errors found" opens the errors panel
+    if not dialog and details.count():  # frontends 1.49, 1.58: a toast "errors found" opens the errors panel
         details.first.click()
         time.sleep(1.0)
         dialog = frontend.evaluate(MISSING_MODELS)
     declared = {m["name"] for n in workflow["nodes"] for m in n.get("properties", {}).get("models", [])}
     assert declared and all(name in dialog for name in declared), (declared, dialog)
     views.close_dialogs(frontend)
+    views.close_side_panels(frontend)  # 1.49, 1.58: the errors panel would cover the graph's right side
     views.screenshot_whole_graph(frontend, f"template_{template.stem}", "classic")
     boxes = frontend.evaluate(LIVE_BOXES)
     clashes = [(a[:2], b[:2]) for i, a in enumerate(boxes) for b in boxes[i + 1:]

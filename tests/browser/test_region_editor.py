@@ -93,6 +93,7 @@ def status(frontend, node_id) -> str:
     return frontend.page.locator(f'.atelier-regions-editor[data-node-id="{node_id}"] .atelier-regions-status').inner_text()
 
 
+@pytest.mark.all_frontends
 def test_a_fresh_editor_lies_inside_its_node(frontend, mode):
     node_id = frontend.evaluate("""() => { window.app.graph.clear(); const n = window.LiteGraph.createNode('AtelierBoxRegions');
         n.pos = [200, 200]; window.app.graph.add(n); return n.id; }""")
@@ -108,6 +109,7 @@ def test_a_fresh_editor_lies_inside_its_node(frontend, mode):
         "height": node["bottom"] - node["y"] + 20})
 
 
+@pytest.mark.all_frontends
 def test_editor_on_the_regional_template(frontend, mode):
     frontend.load_workflow(json.loads(REGIONAL.read_text()), REGIONAL.name)
     views.close_dialogs(frontend)  # the missing-models dialog: the test bed has no SDXL base

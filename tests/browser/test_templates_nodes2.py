@@ -29,6 +29,7 @@ def nodes2(frontend):
         views.set_vue_nodes(frontend, False)  # the setting is stored on the server
 
 
+@pytest.mark.all_frontends
 @pytest.mark.parametrize("template", TEMPLATES, ids=lambda p: p.stem)
 def test_template_in_nodes_2(nodes2, template: Path):
     frontend = nodes2

@@ -63,13 +63,25 @@ def set_vue_nodes(frontend, enabled: bool):
     time.sleep(1.0)
 
 
+# PrimeVue dialogs (the missing-models dialog of 1.32, the template browser of 1.49) and the reka-ui
+# dialogs of 1.58 (its template browser)
+DIALOGS = '.p-dialog-mask, .p-dialog, [data-slot="dialog-overlay"], [data-slot="dialog-content"]'
+RIGHT_PANEL = "Comfy.RightSidePanel.IsOpen"  # the panel 1.49 and 1.58 list a workflow's errors in
+
+
 def close_dialogs(frontend):
     """Close what opened with a workflow (the missing-models dialog) so the canvas gets the mouse."""
     for _ in range(3):
-        if not frontend.evaluate("document.querySelectorAll('.p-dialog-mask, .p-dialog').length"):
+        if not frontend.evaluate("(s) => document.querySelectorAll(s).length", DIALOGS):
             return
         frontend.page.keyboard.press("Escape")
         time.sleep(0.4)
+
+
+def close_side_panels(frontend):
+    """Close the right side panel (1.49, 1.58: workflow errors, missing models) where the frontend has one."""
+    frontend.evaluate("""async (id) => { const s = window.app.extensionManager?.setting;
+        if (s?.get?.(id)) await s.set(id, false); }""", RIGHT_PANEL)
 
 
 def node_rect(frontend, node_id: int) -> dict:
