@@ -46,8 +46,9 @@ class QwenImageFamily(ModelFamily):
         patch = diffusion_model.patch_size
         refs = model_kwargs.get("ref_latents") or ()
         extra = sum(latent_tokens(r, patch) for r in refs)
-        grid = patch_grid(x, patch)
-        return TokenLayout(text=int(context.shape[1]), image=latent_tokens(x, patch), grid=grid, extra=extra)
+        h, w = patch_grid(x, patch)
+        frames = latent_tokens(x, patch) // (h * w)  # > 1 only for Qwen-Image-Layered (0.33.0): frames stacked
+        return TokenLayout(text=int(context.shape[1]), image=frames * h * w, grid=(frames * h, w), extra=extra)
 
 
 FAMILY = QwenImageFamily()

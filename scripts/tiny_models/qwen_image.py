@@ -84,9 +84,25 @@ def verify_qwen_image(path, full: bool = False) -> dict:
     return {"kind": kind}
 
 
-def load_tiny_qwen_image(path):
-    """A ModelPatcher of the tiny file (fp32, CPU), as ``comfy.sd.load_diffusion_model`` builds one."""
-    return load_tiny_dit(path)
+def load_tiny_qwen_image(path, edit_2511: bool = False):
+    """A ModelPatcher of the tiny file (fp32, CPU), as ``comfy.sd.load_diffusion_model`` builds one.
+    ``edit_2511``: as ComfyUI 0.33.0 detects Qwen-Image-Edit 2511 (its ``__index_timestep_zero__``
+    marker: reference latents modulated at timestep 0), the same weights."""
+    if not edit_2511:
+        return load_tiny_dit(path)
+    import comfy.model_management as mm
+    import comfy.model_patcher
+    import comfy.utils
+    sd, metadata = comfy.utils.load_torch_file(str(path), safe_load=True, return_metadata=True)
+    sd = dict(sd, __index_timestep_zero__=torch.tensor([]))
+    config = detected_config(sd, json.loads(metadata["atelier_dit_overrides"]))
+    if config.unet_config.get("default_ref_method") != "index_timestep_zero":
+        raise ValueError("this ComfyUI does not detect Qwen-Image-Edit 2511")
+    config.set_inference_dtype(torch.float32, None)
+    model = config.get_model(sd, "")
+    model.load_model_weights(sd, "")
+    return comfy.model_patcher.ModelPatcher(model, load_device=mm.get_torch_device(),
+                                            offload_device=mm.unet_offload_device())
 
 
 def random_conditioning(tokens: int = 8, seed: int = 0) -> list:

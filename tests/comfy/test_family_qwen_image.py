@@ -14,13 +14,19 @@ import math
 import pytest
 import torch
 
-from tests.comfy.dit_helpers import QKVRecorder, sample, with_override
+from tests.comfy import dit_helpers
+from tests.comfy.dit_helpers import QKVRecorder, with_override
 from tests.comfy.style_aligned_node import NEUTRAL, style_aligned
 
 REGION, ATTENTION, MIX = "AtelierRegion", "AtelierRegionalAttention", "AtelierAestheticMix"
 CFG = 2.5  # ComfyUI's Qwen-Image and Qwen-Image-Edit templates
 TEXT = 8  # prompt tokens of the stand-in conditioning
 CURVE = dict(weight=1.0, curve="constant", end_weight=0.0, switch_at=0.5, weights="1")
+
+
+def sample(comfy, model, positive, negative, batch=2, cfg=1.0, steps=2):
+    """KSampler semantics (euler, simple) on a 64 px latent [batch, 16, 1, 8, 8]: 4 x 4 image tokens."""
+    return dit_helpers.sample(comfy, model, positive, negative, batch=batch, cfg=cfg, steps=steps)
 
 
 def pack(name):
@@ -45,6 +51,12 @@ def qwen(comfy):
 def vanilla(comfy, qwen):
     model, pos, neg = qwen
     return {cfg: sample(comfy, model, pos, neg, cfg=cfg) for cfg in (1.0, CFG)}
+
+
+@pytest.fixture(scope="module")
+def vanilla3(comfy, qwen):
+    model, pos, neg = qwen
+    return {cfg: sample(comfy, model, pos, neg, batch=3, cfg=cfg) for cfg in (1.0, CFG)}
 
 
 @pytest.fixture(scope="module")
@@ -134,12 +146,12 @@ def test_neutral_settings_reproduce_vanilla_exactly(comfy, qwen, vanilla):
 
 @pytest.mark.parametrize("cfg", [1.0, CFG])
 @pytest.mark.parametrize("settings", [{}, {"shared_score_shift": 0.69, "adain_values": True}, {"layers": "double.1"}])
-def test_style_aligned_keeps_row_0_and_styles_the_other_rows(comfy, qwen, vanilla, cfg, settings):
+def test_style_aligned_keeps_row_0_and_styles_the_other_rows(comfy, qwen, vanilla3, cfg, settings):
     model, pos, neg = qwen
-    out = sample(comfy, style_aligned(comfy, model, **settings), pos, neg, cfg=cfg)
-    torch.testing.assert_close(out[0], vanilla[cfg][0], rtol=0, atol=1e-5)
+    out = sample(comfy, style_aligned(comfy, model, **settings), pos, neg, batch=3, cfg=cfg)
+    torch.testing.assert_close(out[0], vanilla3[cfg][0], rtol=0, atol=1e-5)
     for row in (1, 2):
-        assert (out[row] - vanilla[cfg][row]).abs().max().item() > 1e-3
+        assert (out[row] - vanilla3[cfg][row]).abs().max().item() > 1e-3
 
 
 def independent_shared_attention(q, k, v, text, image, scale=1.0, shift=0.0, eps=1e-5):
@@ -269,17 +281,16 @@ def test_outside_every_region_the_tokens_get_the_models_attention_bit_for_bit(co
 
 
 @pytest.mark.parametrize("weights, expected", [((1.0, 0.0), [(5,), (), ()]), ((0.0, 1.0), [(), (5,), (5,)])])
-def test_the_weight_curve_sets_the_regions_weight_per_step(comfy, qwen, vanilla, weights, expected):
+def test_the_weight_curve_sets_the_regions_weight_per_step(comfy, qwen, weights, expected):
     """A step curve switching after the first of 3 steps: the local prompt's stream is in the model
     calls of the steps whose weight is not 0 only (cfg 1: one call per step), and acts there."""
     model, pos, neg = qwen
     curve = dict(curve="step", weight=weights[0], end_weight=weights[1], switch_at=0.1)
     stepped = regional(comfy, model, region(comfy, local_prompt(), **curve))
-    calls = spy_calls(lambda: sample(comfy, stepped, pos, neg))
+    out = []
+    calls = spy_calls(lambda: out.append(sample(comfy, stepped, pos, neg, steps=3)))
     assert [c[0].tokens.streams for c in calls if c[2] == ("double", 0)] == expected
-    out = sample(comfy, stepped, pos, neg)
-    always = sample(comfy, regional(comfy, model, region(comfy, local_prompt())), pos, neg)
-    assert (out - vanilla[1.0]).abs().max().item() > 1e-3 and (out - always).abs().max().item() > 1e-4
+    assert (out[0] - sample(comfy, model, pos, neg, steps=3)).abs().max().item() > 1e-3
 
 
 def test_aesthetic_mix_strength_zero_is_vanilla_and_a_strength_acts(comfy, qwen, vanilla):
@@ -318,8 +329,7 @@ def test_edit_style_aligned_keeps_row_0_and_styles_the_other_rows(comfy, qwen, e
     plain = sample(comfy, model, pos, neg, cfg=cfg)
     out = sample(comfy, style_aligned(comfy, model), pos, neg, cfg=cfg)
     torch.testing.assert_close(out[0], plain[0], rtol=0, atol=1e-5)
-    for row in (1, 2):
-        assert (out[row] - plain[row]).abs().max().item() > 1e-3
+    assert (out[1] - plain[1]).abs().max().item() > 1e-3
 
 
 def _edit_controls(comfy, model):
@@ -351,6 +361,26 @@ def test_edit_reference_tokens_attention_outputs_are_untouched_by_every_control(
     assert image_changed
 
 
+def test_edit_2511_keeps_row_0_and_the_reference_tokens(comfy, edit):
+    """Qwen-Image-Edit 2511 (ComfyUI 0.33.0 detects it; its reference latents are modulated at timestep
+    0): StyleAligned keeps row 0 and styles row 1, the reference tokens' outputs stay the model's."""
+    from tiny_models.qwen_image import QWEN_IMAGE, load_tiny_qwen_image
+    try:
+        model = load_tiny_qwen_image(comfy.base_dir / "models" / "diffusion_models" / QWEN_IMAGE, edit_2511=True)
+    except (ValueError, TypeError):
+        pytest.skip("this ComfyUI version has no Qwen-Image-Edit 2511 (index_timestep_zero)")
+    assert model.get_model_object("diffusion_model").default_ref_method == "index_timestep_zero"
+    pos, neg = edit
+    plain = sample(comfy, model, pos, neg, cfg=CFG)
+    outs = []
+    calls = spy_calls(lambda: outs.append(sample(comfy, style_aligned(comfy, model), pos, neg, cfg=CFG)))
+    torch.testing.assert_close(outs[0][0], plain[0], rtol=0, atol=1e-5)
+    assert (outs[0][1] - plain[1]).abs().max().item() > 1e-3
+    for override, args, _, out in calls:
+        q, k, v = args[:3]
+        assert override.tokens.extra == 9 and torch.equal(out[:, -9:], plain_attention(q[..., -9:, :], k, v))
+
+
 def test_edit_region_weight_zero_and_neutral_style_are_vanilla(comfy, qwen, edit):
     model, _, _ = qwen
     pos, neg = edit
@@ -377,14 +407,14 @@ def test_flow_inversion_round_trip_with_refinement(comfy, qwen, x0):
     from comfy import sample as comfy_sample, samplers
     model, pos, _ = qwen
     errors = []
-    for refine in (0, 4):
-        x_T, trajectory, sigmas = invert(comfy, model, x0, pos, refine)
+    for refine in (0, 3):
+        x_T, trajectory, sigmas = invert(comfy, model, x0, pos, refine, steps=8)
         out = comfy_sample.sample_custom(model, model.model.process_latent_in(x_T["samples"]), 1.0,
                                          samplers.ksampler("euler"), sigmas, pos, pos, torch.zeros_like(x0),
                                          disable_pbar=True, seed=0)
         errors.append(float((out - x0).pow(2).mean().sqrt() / x0.pow(2).mean().sqrt()))
     assert trajectory.model_family == "QwenImage"
-    assert errors[1] < 0.05 and errors[1] < 0.5 * errors[0]
+    assert errors[1] < 0.05 and errors[1] < 0.5 * errors[0], errors
 
 
 def test_inversion_without_a_prompt_uses_zeros_of_the_models_text_width(comfy, qwen, x0):
