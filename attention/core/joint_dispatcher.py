@@ -35,9 +35,6 @@ OVERRIDE_KEY = "optimized_attention_override"
 # ComfyUI's attention functions: (q, k, v, heads, mask=None, attn_precision=None, skip_reshape=False,
 # skip_output_reshape=False, **kwargs)
 POSITIONAL = ("mask", "attn_precision", "skip_reshape", "skip_output_reshape")
-# ComfyUI's attention functions: (q, k, v, heads, mask=None, attn_precision=None, skip_reshape=False,
-# skip_output_reshape=False, **kwargs)
-POSITIONAL = ("mask", "attn_precision", "skip_reshape", "skip_output_reshape")
 # (control class) -> attend(control, q, k, v, call, next_attention, mask=None); filled by the DiT modules
 DIT_ATTEND: dict = {}
 DIT_PREPARE: dict = {}

@@ -31,9 +31,6 @@ class TokenLayout:
     # tokens a model appends after the image (an edit model's reference latents), when the family
     # declares them: no control acts on their queries (their outputs are the base attention's)
     extra: int = 0
-    # tokens a model appends after the image (an edit model's reference latents), when the family
-    # declares them: no control acts on their queries (their outputs are the base attention's)
-    extra: int = 0
 
     @property
     def text_total(self) -> int:
