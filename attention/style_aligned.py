@@ -70,16 +70,22 @@ def folded_constants(shift: float, head_dim: int, pad: int) -> tuple:
     return math.sqrt(width / head_dim), shift * math.sqrt(width)
 
 
-def _aligned(xs: torch.Tensor, align: bool) -> torch.Tensor:
-    """(chunks, B, T, C) with every row given its chunk's row-0 per-channel token statistics (AdaIN)
-    when ``align``. Written as x * ratio + (mu_r - mu * ratio): row 0, AdaIN'd to itself, has ratio 1
-    and offset 0 exactly, so it comes back bit for bit."""
+def _aligned(xs: torch.Tensor, align: bool, first: int = 0) -> torch.Tensor:
+    """(chunks, B, T, C) -> rows ``first``.. of every chunk, (chunks, B - first, T, C), each given its
+    chunk's row-0 per-channel token statistics (AdaIN) when ``align`` (a view of xs when not).
+    Written as x * ratio + (mu_r - mu * ratio): row 0, AdaIN'd to itself, has ratio 1 and offset 0
+    exactly, so it comes back bit for bit. Statistics of every row in one pass; the result is written
+    for the rows asked for only (no copy of row 0 to drop later)."""
+    rows = xs.shape[1] - first
     if not align:
-        return xs
-    var, mean = torch.var_mean(xs, dim=-2, keepdim=True)  # every row's statistics in one pass
+        return xs.narrow(1, first, rows)
+    var, mean = torch.var_mean(xs, dim=-2, keepdim=True)
     std = var.add_(EPS).sqrt_()
     ratio = _ref(std) / std
-    return torch.addcmul(_ref(mean) - mean * ratio, xs, ratio)
+    offset = _ref(mean) - mean * ratio
+    if first:
+        offset, xs, ratio = (t.narrow(1, first, rows) for t in (offset, xs, ratio))
+    return torch.addcmul(offset, xs, ratio)
 
 
 def _ref(x: torch.Tensor) -> torch.Tensor:
@@ -107,8 +113,58 @@ def reference_in_shared_call(device: torch.device, chunks: int, tokens: int, wid
     return not materialises_scores(device) and chunks * tokens * tokens * width < SHARED_CALL_BELOW
 
 
+# ComfyUI's CPU attention materialises each call's whole score matrix and its softmax (its
+# sub-quadratic attention takes all queries at once whenever memory allows). The generated rows' shared
+# call therefore runs in blocks of at most this many bytes of scores: a block stays in the CPU's caches
+# from the score product through the softmax to the value product, and the allocator reuses its memory
+# instead of mapping (and faulting in) fresh pages for every call, as it does for vanilla's whole-batch
+# matrix (glibc maps anything over 32 MiB afresh). Every query still attends to all its keys in one
+# call, so the maths is unchanged (in practice bit for bit: the kernels compute each score row alike).
+SCORE_BLOCK_BYTES = 8 << 20
+
+
+def score_blocks(rows: int, tokens: int, key_tokens: int, heads: int, block_bytes: int = SCORE_BLOCK_BYTES):
+    """Calls (row start, row end, query start, query end) covering ``rows`` x ``tokens`` queries
+    whose fp32 score matrices (rows x heads x queries x keys) hold at most ``block_bytes`` each
+    (one query row at least): whole rows, evenly split, where a row fits; else each row's queries in
+    even slices."""
+    per_query = 4 * heads * key_tokens
+    per_row = per_query * tokens
+    if per_row <= block_bytes:
+        calls = -(-rows // (block_bytes // per_row))
+        step = -(-rows // calls)
+        return [(r, min(rows, r + step), 0, tokens) for r in range(0, rows, step)]
+    calls = -(-tokens // max(1, block_bytes // per_query))
+    step = -(-tokens // calls)
+    return [(r, r + 1, t, min(tokens, t + step)) for r in range(rows) for t in range(0, tokens, step)]
+
+
+def _blocked(attention, queries, keys, values, mask, heads: int, split_queries: bool, whole_batch_rows: int):
+    """``attention`` over (N, T, C) queries and (N, T', C) keys/values where the score matrix is
+    materialised: in :func:`score_blocks` where the attention below is ComfyUI's own
+    (``split_queries``), else (another pack's replace, which may expect whole rows) in row slices that
+    hold no more scores than the unshared call of the whole batch (``whole_batch_rows`` rows at T' = 2T).
+    The mask is None, (T, T') for every row, or per row (N, 1, 1, T')."""
+    n, tokens = queries.shape[:2]
+    if split_queries:
+        blocks = score_blocks(n, tokens, keys.shape[1], heads, SCORE_BLOCK_BYTES)
+    else:
+        step = max(1, whole_batch_rows)
+        blocks = [(r, min(n, r + step), 0, tokens) for r in range(0, n, step)]
+    if len(blocks) == 1:
+        return attention(queries, keys, values, mask)
+    out = None
+    for r0, r1, t0, t1 in blocks:
+        block_mask = mask if mask is None else mask[t0:t1] if mask.ndim == 2 else mask[r0:r1]
+        got = attention(queries[r0:r1, t0:t1], keys[r0:r1], values[r0:r1], block_mask)
+        if out is None:
+            out = got.new_empty(n, tokens, got.shape[-1])
+        out[r0:r1, t0:t1] = got
+    return out
+
+
 def shared_attention(q, k, v, layout: ChunkLayout, settings: SharingSettings, attention, heads=None,
-                     reference_output: bool = True, reference_apart: bool = False):
+                     reference_output: bool = True, reference_apart: bool = False, plain_attention: bool = True):
     """Shared attention over a batch laid out in chunks; ``attention(q, k, v, mask)`` does the softmax.
 
     Every generated row attends to its own (AdaIN'd) keys and values joined with its chunk's row-0
@@ -121,30 +177,37 @@ def shared_attention(q, k, v, layout: ChunkLayout, settings: SharingSettings, at
     additive mask per row. Either way the maths is the module docstring's formula.
     ``reference_output=False``: row 0's output is not needed (reference-image mode replays row 0 and
     drops it); ``reference_apart``: row 0 must get a call of its own at the model's head size (another
-    pack's replace below must see its attention and never the widened heads of a folded shift).
+    pack's replace below must see its attention and never the widened heads of a folded shift);
+    ``plain_attention``: ``attention`` is ComfyUI's own, so where it materialises the score matrix (the
+    CPU) the generated rows' call may be split by query tokens too (:func:`score_blocks`); another
+    pack's replace gets whole rows.
     """
     if layout.rows < 2 or settings.neutral:
         return attention(q, k, v, None)
     qs, ks, vs = layout.split(q), layout.split(k), layout.split(v)  # (chunks, B, T, C)
-    queries = _aligned(qs, settings.adain_queries)
-    own_keys, own_values = _aligned(ks, settings.adain_keys), _aligned(vs, settings.adain_values)
     if not settings.share_attention:  # AdaIN only
-        return attention(queries.flatten(0, 1), own_keys.flatten(0, 1), own_values.flatten(0, 1), None)
+        return attention(_aligned(qs, settings.adain_queries).flatten(0, 1),
+                         _aligned(ks, settings.adain_keys).flatten(0, 1),
+                         _aligned(vs, settings.adain_values).flatten(0, 1), None)
     chunks, rows = layout.chunks, layout.rows
     tokens, width = k.shape[-2], k.shape[-1]
     apart = reference_apart or not reference_in_shared_call(q.device, chunks, tokens, width)
     first = 1 if apart else 0  # the first row of the shared call
     shared = rows - first
+    out_ref = None
+    if apart and reference_output:  # row 0's unshared call, before anything of the shared call is held
+        out_ref = attention(qs.select(1, 0), ks.select(1, 0), vs.select(1, 0), None)
+    queries = _aligned(qs, settings.adain_queries, first)  # (chunks, rows in the call, T, C)
+    own_keys, own_values = _aligned(ks, settings.adain_keys, first), _aligned(vs, settings.adain_values, first)
     ref_keys = _ref(ks).expand(chunks, shared, tokens, width)
     if settings.score_scale != 1.0:  # generated rows see s * K_r; row 0 (in the call) its own keys
         scale = q.new_full((1, shared, 1, 1), settings.score_scale)
         if not apart:
             scale[:, 0] = 1.0
         ref_keys = ref_keys * scale
-    if apart:
-        queries, own_keys, own_values = (t.narrow(1, 1, shared) for t in (queries, own_keys, own_values))
     keys = torch.cat([own_keys, ref_keys], dim=2)  # (chunks, rows in the call, 2T, C)
     values = torch.cat([own_values, _ref(vs).expand(chunks, shared, tokens, width)], dim=2)
+    del own_keys, own_values, ref_keys
     shift, mask, pad = settings.score_shift, None, 0
     if shift != 0.0 and heads is not None:
         pad = fold_pad(width // heads, q.device)
@@ -157,23 +220,17 @@ def shared_attention(q, k, v, layout: ChunkLayout, settings: SharingSettings, at
         mask[:, 1:, ..., tokens:] = shift
         mask = mask.flatten(0, 1)  # (N, 1, 1, 2T): broadcasts over heads and queries
     queries, keys, values = queries.flatten(0, 1), keys.flatten(0, 1), values.flatten(0, 1)
-    n = queries.shape[0]
-    # doubled keys double a materialised score matrix: slice the rows so no call holds more scores
-    # than the unshared call of the whole batch would
-    per_call = max(1, chunks * rows // 2) if materialises_scores(q.device) else n
-    if per_call >= n:
-        out = attention(queries, keys, values, mask)
+    if materialises_scores(q.device):  # doubled keys double the score matrix: blocks (see SCORE_BLOCK_BYTES)
+        out = _blocked(attention, queries, keys, values, mask, heads or 1, split_queries=plain_attention,
+                       whole_batch_rows=chunks * rows // 2)
     else:
-        out = torch.cat([attention(queries[i:i + per_call], keys[i:i + per_call], values[i:i + per_call],
-                                   mask if mask is None or mask.ndim == 2 else mask[i:i + per_call])
-                         for i in range(0, n, per_call)])
+        out = attention(queries, keys, values, mask)
+    del queries, keys, values
     if pad:
         out = out.unflatten(-1, (heads, -1))[..., :width // heads].flatten(-2)
     if not apart:
         return out
-    if reference_output:  # the unshared call's rows
-        out_ref = attention(qs.select(1, 0), ks.select(1, 0), vs.select(1, 0), None)
-    else:
+    if out_ref is None:  # row 0's output is not needed
         out_ref = q.new_zeros(chunks, q.shape[-2], width)
     return torch.cat([out_ref.view(chunks, 1, *out_ref.shape[1:]), out.view(chunks, shared, *out.shape[1:])],
                      dim=1).flatten(0, 1)
@@ -208,6 +265,7 @@ class SharedAttentionControl(AttentionControl):
         def attention(q_, k_, v_, m):
             pad = (q_.shape[-1] - q.shape[-1]) // call.heads  # > 0 where the score shift was folded in
             return next_attention(q_, k_, v_, dataclasses.replace(call, head_pad=pad) if pad else call, m)
+        plain = is_plain_attention(next_attention)
         return shared_attention(q, k, v, layout, self.settings, attention, heads=call.heads,
                                 reference_output=not call.extra_options.get(REPLAYED_ROW_KEY),
-                                reference_apart=not is_plain_attention(next_attention))
+                                reference_apart=not plain, plain_attention=plain)

@@ -202,10 +202,68 @@ def test_one_attention_call_per_small_layer_on_fused_kernels(monkeypatch):
             calls = []
             sa.shared_attention(q, k, v, rows.chunk_layout(8, [1, 0]), sa.SharingSettings(score_shift=shift),
                                 fused_sdpa(calls), heads=HEADS)
-            assert len(calls) == calls_wanted + (0 if fused else 1), (fused, shift, calls)  # CPU: 2 slices
+            assert len(calls) == calls_wanted, (fused, shift, calls)  # CPU: scores this small fit one block
     monkeypatch.setattr(sa, "materialises_scores", lambda device: False)
     assert sa.reference_in_shared_call(torch.device("cuda"), 2, 1024, 320)  # SD1.5 32x32 layers at 512 px
     assert not sa.reference_in_shared_call(torch.device("cuda"), 2, 4096, 320)  # its 64x64 layers
+
+
+@pytest.mark.parametrize("shift", [0.0, 0.5])  # 0.5: exact in the formula's float32 bias
+@pytest.mark.parametrize("plain", [True, False])
+def test_cpu_blocks_bound_the_score_matrix_and_keep_the_maths(monkeypatch, shift, plain):
+    """Where scores are materialised (the CPU) the generated rows' call runs in blocks of at most
+    SCORE_BLOCK_BYTES of scores (rows, then query tokens, where the attention is ComfyUI's own; whole
+    rows of at most the unshared batch's scores below another pack's replace); same maths, row 0 bit
+    for bit."""
+    torch.manual_seed(8)
+    T = 12
+    q, k, v = (torch.randn(8, T, HEADS * DIM, dtype=torch.float64) for _ in range(3))
+    layout = rows.chunk_layout(8, [1, 0])
+    settings = sa.SharingSettings(True, True, True, False, 1.2, shift)
+    shapes = []
+
+    def recording(q_, k_, v_, m):
+        shapes.append((q_.shape[0], q_.shape[1], k_.shape[1]))
+        return sdpa(q_, k_, v_, m)
+    budget = 4 * 2 * T * 5  # five query rows of one generated row's scores (heads not given: counted as one)
+    monkeypatch.setattr(sa, "SCORE_BLOCK_BYTES", budget)
+    got = sa.shared_attention(q, k, v, layout, settings, recording, reference_apart=not plain,
+                              plain_attention=plain)
+    want = reference_formula(q, k, v, layout, True, True, True, False, 1.2, shift)
+    torch.testing.assert_close(got, want, rtol=1e-9, atol=1e-9)
+    plain_rows = sdpa(q, k, v, None)
+    for r in layout.reference_rows():
+        assert torch.equal(got[r], plain_rows[r])
+    generated = [s for s in shapes if s[2] == 2 * T]
+    assert sum(n * t for n, t, _ in generated) == 6 * T  # every generated query exactly once
+    if plain:
+        assert all(4 * n * t * keys <= budget for n, t, keys in generated)
+        assert len(generated) == 6 * 3  # 12 queries per row in 3 even slices of 4
+    else:
+        assert [(n, t) for n, t, _ in generated] == [(4, T), (2, T)]  # whole rows, as the unshared call
+
+
+def test_cpu_blocks_with_the_folded_shift(monkeypatch):
+    """The folded score shift (extra head channels) in query blocks: the masked formula's values."""
+    torch.manual_seed(9)
+    T = 12
+    q, k, v = (torch.randn(8, T, HEADS * DIM, dtype=torch.float64) for _ in range(3))
+    layout = rows.chunk_layout(8, [1, 0])
+    settings = sa.SharingSettings(True, True, True, False, 0.8, 0.5)
+    calls = []
+    monkeypatch.setattr(sa, "SCORE_BLOCK_BYTES", 4 * HEADS * 2 * T * 5)
+    got = sa.shared_attention(q, k, v, layout, settings, fused_sdpa(calls), heads=HEADS)
+    want = reference_formula(q, k, v, layout, True, True, True, False, 0.8, 0.5)
+    torch.testing.assert_close(got, want, rtol=1e-9, atol=1e-9)
+    assert len(calls) == 1 + 6 * 3  # row 0's call, then 6 generated rows x 3 query blocks
+
+
+def test_score_blocks_split_rows_first_then_queries():
+    assert sa.score_blocks(6, 1024, 2048, 8, 8 << 20) == [(r, r + 1, t, t + 128) for r in range(6)
+                                                           for t in range(0, 1024, 128)]
+    assert sa.score_blocks(6, 256, 512, 8, 8 << 20) == [(0, 2, 0, 256), (2, 4, 0, 256), (4, 6, 0, 256)]
+    assert sa.score_blocks(3, 10, 20, 1, 1 << 30) == [(0, 3, 0, 10)]
+    assert sa.score_blocks(1, 10, 20, 1, 1) == [(0, 1, t, t + 1) for t in range(10)]  # one query at least
 
 
 def test_fp16_folded_shift_stays_close_to_masked():
