@@ -17,6 +17,7 @@ import math
 import torch
 
 from ..attention.core.errors import AtelierError
+from ..attention.models import family_of
 from ..attention.core.rows import chunk_first_rows, chunk_layout, insert_rows, strip_rows  # noqa: F401 (re-exported)
 from ..attention.core.reference_keys import RECORD_KEY, REFERENCE_INSERTED_KEY, REFERENCE_KEY, REPLAY_KEY  # noqa: F401
 from .reference_cache import ACTIVE, ReplayMissing, StepReplay, digest, sampling_context  # noqa: F401
@@ -56,10 +57,12 @@ def insert_control(control, chunks: int, batch: int):
 class ReferenceRows:
     """APPLY_MODEL wrapper replaying a trajectory as row 0 of every chunk (key :data:`REFERENCE_KEY`)."""
 
-    def __init__(self, trajectory, row: int = 0, cache=None):
+    def __init__(self, trajectory, row: int = 0, cache=None, node: str = "AtelierStyleAligned",
+                 input_name: str = "reference"):
         self.trajectory = trajectory
         self.row = row
         self.cache = cache  # a ReferenceCache, or None (off)
+        self.node, self.input_name = node, input_name  # named by the errors of a model call
         self._warned = False
 
     def __deepcopy__(self, memo):
@@ -77,6 +80,8 @@ class ReferenceRows:
         chunks = layout.chunks
         chunk_sigmas = chunk_first_rows(t, chunks)
         conds = [self.trajectory.conds_for(kind) for kind in layout.cond_or_uncond]
+        if c_crossattn is not None:
+            self._check_text_width(c_crossattn, conds, getattr(executor.class_obj, "diffusion_model", None))
         key = self._cache_key(layout, x, chunk_sigmas, conds, c_crossattn, c_concat, kwargs, transformer_options)
         recorder = None
         if key is not None:
@@ -146,6 +151,28 @@ class ReferenceRows:
         return (layout.cond_or_uncond, tuple(chunk_sigmas.tolist()), tuple(x.shape[1:]), str(x.dtype),
                 str(x.device), str(getattr(c_crossattn, "dtype", None)), tuple(inputs))
 
+    def _check_text_width(self, c_crossattn: torch.Tensor, conds: list, diffusion_model):
+        """The reference row's text conditioning joins the sampler's in one tensor: both must be as wide
+        as the model's text input. Else an AtelierError says which one is not (before torch.cat does)."""
+        width = c_crossattn.shape[-1]
+        wrong = sorted({c.c_crossattn.shape[-1] for c in conds if c.c_crossattn is not None} - {width})
+        if not wrong:
+            return
+        model_width = text_width(diffusion_model)
+        if model_width is not None and width != model_width:
+            raise AtelierError(self.node, self.input_name,
+                               f"the sampler's prompt conditioning is {width} wide ({describe_width(width)}) but "
+                               f"this model reads {model_width}-wide text ({describe_width(model_width)}), as the "
+                               "reference's inversion did.",
+                               "encode the sampler's positive and negative prompts with the CLIP of the model's "
+                               "own checkpoint.")
+        raise AtelierError(self.node, self.input_name,
+                           f"the reference was inverted with {wrong[0]}-wide prompt conditioning "
+                           f"({describe_width(wrong[0])}) but the sampler's is {width} wide "
+                           f"({describe_width(width)}); the reference row cannot join the sampler's rows.",
+                           "invert the reference with prompts encoded by the CLIP of the checkpoint you "
+                           "generate with (AtelierInvert's positive/negative).")
+
     @staticmethod
     def _context(cond, like: torch.Tensor, chunk: int, chunks: int) -> torch.Tensor:
         if cond.c_crossattn is None:
@@ -163,6 +190,39 @@ class ReferenceRows:
             usable = value is not None and tuple(value.shape[1:]) == tuple(like.shape[1:])
             rows.append(value[0].to(device=like.device, dtype=like.dtype) if usable else fallback[c])
         return torch.stack(rows)
+
+
+WIDTHS = {768: "SD1.x's CLIP-L", 1024: "SD2.x's OpenCLIP-H", 1280: "SDXL refiner's OpenCLIP-G",
+          2048: "SDXL's CLIP-L + CLIP-G", 4096: "a T5-XXL text encoder (Flux.1, SD3.5)"}
+
+
+def describe_width(width: int) -> str:
+    return f"as {WIDTHS[width]} gives" if width in WIDTHS else "another text encoder's"
+
+
+def text_width(diffusion_model):
+    """Channels of the text input of ``diffusion_model`` (its family's), or None when not known."""
+    if diffusion_model is None:
+        return None
+    family = family_of(diffusion_model)
+    try:
+        return family.context_width(diffusion_model) if family is not None else None
+    except (AttributeError, ValueError, NotImplementedError):
+        return None
+
+
+def check_conditioning_width(conditioning, diffusion_model, node: str, input_name: str, what: str):
+    """Every entry of a CONDITIONING (``what`` names it) must be as wide as the model's text input."""
+    model_width = text_width(diffusion_model)
+    if model_width is None:
+        return
+    for entry in conditioning or ():
+        width = entry[0].shape[-1] if isinstance(entry[0], torch.Tensor) and entry[0].ndim == 3 else model_width
+        if width != model_width:
+            raise AtelierError(node, input_name,
+                               f"{what} is {width} wide ({describe_width(width)}) but this model reads "
+                               f"{model_width}-wide text ({describe_width(model_width)}).",
+                               "encode the prompt with the CLIP of the model's own checkpoint.")
 
 
 def check_latent_size(trajectory, latent_image: torch.Tensor, node: str, input_name: str = "reference"):

@@ -2,9 +2,9 @@
 from __future__ import annotations
 
 from ..attention.core.errors import AtelierError
-from .reference import REFERENCE_KEY, ReferenceRows, size_check_wrapper
+from .reference import REFERENCE_KEY, ReferenceRows, check_conditioning_width, size_check_wrapper
 from .reference_cache import MAX_CACHE_MB, ReferenceCache
-from .trajectory import Trajectory
+from .trajectory import UNCOND, Trajectory
 
 try:  # guarded: imports without ComfyUI
     import comfy.patcher_extension as patcher_extension
@@ -27,11 +27,17 @@ def attach_reference(model, trajectory, node: str, input_name: str = "reference"
     if isinstance(cache_mb, bool) or not isinstance(cache_mb, int) or not 0 <= cache_mb <= MAX_CACHE_MB:
         raise AtelierError(node, cache_input, f"got {cache_mb!r}; it is a whole number of MiB from 0 to {MAX_CACHE_MB}.",
                            "use 0 to turn the cache off, or the CPU memory (MiB) it may keep.")
+    diffusion_model = model.get_model_object("diffusion_model")
+    for kind, cond in sorted(trajectory.conds.items()):
+        if cond.c_crossattn is not None:
+            check_conditioning_width([[cond.c_crossattn, {}]], diffusion_model, node, input_name,
+                                     f"the {'negative' if kind == UNCOND else 'positive'} prompt the reference was "
+                                     "inverted with")
     cache = ReferenceCache(cache_mb) if cache_mb > 0 else None
     for kind in (patcher_extension.WrappersMP.APPLY_MODEL, patcher_extension.WrappersMP.OUTER_SAMPLE):
         model.remove_wrappers_with_key(kind, REFERENCE_KEY)
     model.add_wrapper_with_key(patcher_extension.WrappersMP.APPLY_MODEL, REFERENCE_KEY,
-                               ReferenceRows(trajectory, cache=cache))
+                               ReferenceRows(trajectory, cache=cache, node=node, input_name=input_name))
     model.add_wrapper_with_key(patcher_extension.WrappersMP.OUTER_SAMPLE, REFERENCE_KEY,
                                size_check_wrapper(trajectory, node, cache))
     return model

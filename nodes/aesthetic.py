@@ -11,14 +11,14 @@ from ..attention.aesthetic_mix import AestheticMixControl
 from ..attention.core.errors import AtelierError
 from ..attention.prompt_split import AESTHETIC_VOCABULARY, parse_vocabulary, split_prompt
 from .common import CATEGORY, layers_input, make_layers, make_window, model_input, model_output, window_inputs
-from .input_guard import guarded
+from .input_guard import guarded, tokenize
 
 MIX = "AtelierAestheticMix"
 SPLIT = "AtelierSplitPrompt"
 
 
 def encode(clip, text: str):
-    return clip.encode_from_tokens(clip.tokenize(text), return_dict=True)["cond"]
+    return clip.encode_from_tokens(tokenize(clip, text, MIX, "aesthetic"), return_dict=True)["cond"]
 
 
 def aesthetic_embedding(clip, text: str, relative_to_empty: bool):

@@ -22,6 +22,12 @@ from ..attention.regional import Region
 from ..inversion.trajectory import Trajectory
 
 MAX_TEXT = 1_000_000  # characters in one text input; a prompt never needs more
+# Levels of nested "( )" in one text. ComfyUI's prompt weighting reads each level as a further x1.1 on the
+# words inside (1.1 ** 32 = 21) and its tokenizer (comfy/sd1_clip.py token_weights, every text encoder)
+# recurses once per level: a few hundred levels end in Python's RecursionError.
+MAX_NESTING = 32
+NESTING_FIX = ("use fewer levels of ( ), give a weight explicitly such as (word:1.5), or write literal "
+               "parentheses as \\( and \\).")
 
 
 def guarded(execute):
@@ -109,7 +115,8 @@ def check_string(node: str, spec, value) -> str:
 
 
 def check_text(node: str, input_name: str, text: str):
-    """Refuse what no text encoder can take: over-long text and lone UTF-16 surrogates."""
+    """Refuse what no text encoder can take: over-long text, lone UTF-16 surrogates, and parentheses
+    nested deeper than ComfyUI's prompt weighting can read."""
     if len(text) > MAX_TEXT:
         raise AtelierError(node, input_name, f"the text has {len(text):,} characters (at most {MAX_TEXT:,}).",
                            "shorten it.")
@@ -118,6 +125,40 @@ def check_text(node: str, input_name: str, text: str):
             raise AtelierError(node, input_name, f"character {index + 1} is a lone surrogate (U+{ord(char):04X}), "
                                "half of a UTF-16 pair that no text encoder can read.",
                                "retype or remove that character (it usually comes from a broken copy/paste).")
+    check_nesting(node, input_name, text)
+
+
+def check_nesting(node: str, input_name: str, text: str, what: str = "the text"):
+    """Refuse parentheses nested deeper than :data:`MAX_NESTING` levels (``what`` names the text)."""
+    depth = parenthesis_depth(text) if text.count("(") > MAX_NESTING else 0  # fewer cannot nest deeper
+    if depth > MAX_NESTING:
+        raise AtelierError(node, input_name, f"{what} nests parentheses {depth} levels deep (at most "
+                           f"{MAX_NESTING}): ComfyUI's prompt weighting multiplies the weight by 1.1 per level and "
+                           "its tokenizer recurses once per level.", NESTING_FIX)
+
+
+def tokenize(clip, text: str, node: str, input_name: str):
+    """``clip.tokenize(text)``; the tokenizer's RecursionError (deeply nested parentheses that slipped
+    past :func:`check_nesting`, e.g. on a deep call stack) becomes an AtelierError."""
+    try:
+        return clip.tokenize(text)
+    except RecursionError:
+        raise AtelierError(node, input_name, "ComfyUI's tokenizer ran out of recursion depth reading the "
+                           "parentheses of the prompt.", NESTING_FIX) from None
+
+
+def parenthesis_depth(text: str) -> int:
+    """How many unescaped ( are open where a ) closes one, at most: a bound on the levels of ComfyUI's
+    prompt weighting (escaped \\( \\) are literal; a ( that nothing closes adds no level)."""
+    text = text.replace("\\(", "").replace("\\)", "")
+    depth = deepest = 0
+    for char in text:
+        if char == "(":
+            depth += 1
+        elif char == ")" and depth:
+            deepest = max(deepest, depth)
+            depth -= 1
+    return deepest
 
 
 def check_option(node: str, spec, value):

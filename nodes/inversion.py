@@ -9,6 +9,7 @@ from .common import search_aliases
 
 from ..attention.core.dispatcher import require_supported
 from ..attention.core.errors import AtelierError
+from ..inversion.reference import check_conditioning_width
 from ..inversion.sampler import invert_latent, zero_conditioning
 from .common import CATEGORY
 from .input_guard import guarded
@@ -83,6 +84,9 @@ class AtelierInvert(io.ComfyNode):
         if samples.ndim != 4 and not (samples.ndim == 5 and samples.shape[2] == 1):  # 5D: one frame (Qwen-Image)
             raise AtelierError(NODE, "latent", f"expected an image latent [batch, C, H, W], got {list(samples.shape)}.",
                                "encode a still image with VAEEncode.")
+        diffusion_model = model.get_model_object("diffusion_model")
+        for name, conditioning in (("positive", positive), ("negative", negative)):
+            check_conditioning_width(conditioning, diffusion_model, NODE, name, f"the {name} conditioning")
         positive = positive if positive is not None else zero_conditioning(model)
         negative = negative if negative is not None else zero_conditioning(model)
         sigmas = comfy.samplers.calculate_sigmas(model.get_model_object("model_sampling"), scheduler, steps).cpu()

@@ -12,7 +12,7 @@ from ..attention.core.errors import AtelierError
 from ..attention.prompt_batch import REPEAT_BOUND, common_length, cyclic_pad, inexact_rows
 from ..attention.core.prompt_count import PROMPT_COUNT_KEY
 from .common import CATEGORY
-from .input_guard import guarded
+from .input_guard import check_nesting, guarded, tokenize
 
 NODE = "AtelierBatchPrompts"
 log = logging.getLogger("attention_atelier")
@@ -90,8 +90,10 @@ class AtelierBatchPrompts(io.ComfyNode):
             raise AtelierError(NODE, "clip", "the checkpoint has no text encoder.",
                                "load a checkpoint with CLIP or use a CLIPLoader.")
         encoded = []
-        for text in texts:
-            out = clip.encode_from_tokens(clip.tokenize(text), return_pooled=True, return_dict=True)
+        for line, text in enumerate(texts, 1):  # the style appended can close what a line opens
+            check_nesting(NODE, "prompts", text, f"prompt {line} (with the style appended)")
+            out = clip.encode_from_tokens(tokenize(clip, text, NODE, "prompts"), return_pooled=True,
+                                          return_dict=True)
             encoded.append(out)
         cond, extra = stack_conditionings(encoded)
         extra[PROMPT_COUNT_KEY] = len(texts)

@@ -14,8 +14,9 @@ from ..attention.core.errors import AtelierError
 from ..attention.region_json import MAX_BOXES, parse_region_json
 from ..attention.regional import Region, RegionalControl
 from ..attention.weight_curves import CURVE_KINDS, make_curve
+from ..inversion.reference import describe_width, text_width
 from .common import CATEGORY, layers_input, make_layers, make_window, model_input, model_output, window_inputs
-from .input_guard import guarded
+from .input_guard import guarded, tokenize
 
 REGION = "AtelierRegion"
 BOXES = "AtelierBoxRegions"
@@ -175,9 +176,24 @@ class AtelierBoxRegions(io.ComfyNode):
                                "load a checkpoint with CLIP or use a CLIPLoader.")
         made = []
         for box in boxes:
-            cond = clip.encode_from_tokens(clip.tokenize(box.prompt), return_pooled=True, return_dict=True)
+            cond = clip.encode_from_tokens(tokenize(clip, box.prompt, BOXES, "regions_json"), return_pooled=True,
+                                           return_dict=True)
             made.append(Region(cond=cond["cond"], curve=box.curve, box=box.rect, source=BOXES))
         return io.NodeOutput(tuple(regions or ()) + tuple(made))
+
+
+def check_region_widths(model, regions: tuple):
+    """Each local prompt must be as wide as the model's text input (known here, before any model call)."""
+    width = text_width(model.get_model_object("diffusion_model"))
+    for number, region in enumerate(regions, 1):
+        got = region.cond.shape[-1]
+        if width is not None and got != width:
+            where = "its clip input" if region.source == BOXES else "the conditioning wired to it"
+            raise AtelierError(ATTENTION, "regions",
+                               f"region {number} (from {region.source}) has a {got}-wide local prompt "
+                               f"({describe_width(got)}) but this model reads {width}-wide text "
+                               f"({describe_width(width)}).",
+                               f"encode that region's prompt ({where}) with the CLIP of the model's own checkpoint.")
 
 
 class AtelierRegionalAttention(io.ComfyNode):
@@ -210,6 +226,7 @@ class AtelierRegionalAttention(io.ComfyNode):
         window = make_window(ATTENTION, start_percent, end_percent)
         selection = make_layers(ATTENTION, layers, model=model)
         live = tuple(r for r in (regions or ()) if not r.curve.always_zero)
+        check_region_widths(model, live)
         controls = [RegionalControl(regions=live, layers=selection, window=window)] if live else []
         return io.NodeOutput(dispatcher.attach(model, *controls, node=ATTENTION))
 
