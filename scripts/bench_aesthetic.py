@@ -18,6 +18,7 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from scripts.bench_common import compare, load_model, parse_args  # noqa: E402
+from scripts.bench_counts import print_minimum  # noqa: E402
 from tests.pack import pack_module  # noqa: E402  (before ComfyUI's own tests/ is on sys.path)
 
 
@@ -96,7 +97,13 @@ def main():
     if known.all_in_one and args.full:
         raise SystemExit("--all-in-one runs on the tiny test-bed models only (drop --full)")
     model, positive, negative = load_model(args)
-    compare(aesthetic_variants(model, args), positive, negative, args)
+    result = compare(aesthetic_variants(model, args), positive, negative, args)
+    costs = result["costs"]
+    base = costs["vanilla"]
+    print_minimum("dispatcher only (pass-through)", costs, base.flops, "vanilla: it computes nothing", timing=result)
+    # the value branch: one more attention-weighted sum of values (A V_aes, the weights A shared)
+    print_minimum("aesthetic_mix (all layers)", costs, base.flops + base.attn2_flops / 2,
+                  "vanilla + half its cross-attention products (A V_aes)", timing=result)
     if known.all_in_one:
         all_in_one(args)
 

@@ -31,8 +31,10 @@ UNETS = {("sd15", False): TINY_SD15_UNET, ("sdxl", False): TINY_SDXL_UNET,
 KIND = {"sd15": "SD15", "sdxl": "SDXL"}
 
 
-def parse_args(description: str, **defaults) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=description)
+def parse_args(description: str, add_arguments=None, **defaults) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    if add_arguments is not None:
+        add_arguments(p)
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     p.add_argument("--full", action="store_true", help="full-size random-weight UNets (GPU runs)")
     p.add_argument("--model", default=defaults.get("model", "sd15"), choices=["sd15", "sdxl"])
@@ -161,37 +163,81 @@ def count_costs(variants: dict, positive, negative, args, latent=None) -> dict:
     return costs
 
 
+def too_loaded(device: str = "cpu"):
+    """A line saying why timed figures would be noise (the 1-minute load average above the core
+    count: other processes share the cores being timed), or None. GPU timings are kept (the kernels
+    run on the device), with the load noted by the caller."""
+    load, cores = os.getloadavg()[0], os.cpu_count() or 1
+    if device == "cpu" and load > cores:
+        return (f"  no timed figures: load average {load:.1f} > {cores} cores (other processes share the cores "
+                f"timed here: the ratios would be noise); exact counts only. Rerun on a quieter machine.")
+    return None
+
+
+def machine_line(device: str = "cpu") -> str:
+    import torch
+    load = os.getloadavg()
+    return (f"  machine: {os.cpu_count()} cores, torch {torch.__version__} with {torch.get_num_threads()} threads, "
+            f"load average {load[0]:.2f} / {load[1]:.2f} / {load[2]:.2f}, {time.strftime('%Y-%m-%d %H:%M %Z')}")
+
+
+def timed_rounds(variants: dict, run, rounds: int, baseline: str = "vanilla", device: str = "cpu"):
+    """``run(name, model) -> (seconds per step, extra peak bytes)`` in ``rounds`` interleaved rounds
+    (each round runs every variant once, so slow drifts of the machine hit all alike). Returns
+    {name: (median s/step, median bytes, time ratio, memory ratio)}, or None (with the reason printed)
+    when the machine is too loaded before or after the rounds."""
+    refused = too_loaded(device)
+    if refused:
+        print(refused)
+        return None
+    times = {k: [] for k in variants}
+    mems = {k: [] for k in variants}
+    for _ in range(rounds):
+        for name, model in variants.items():
+            s, m = run(name, model)
+            times[name].append(s)
+            mems[name].append(m)
+    refused = too_loaded(device)
+    if refused:
+        print(refused.replace("no timed figures:", "no timed figures: the load rose during the rounds:"))
+        return None
+    base_t = statistics.median(times[baseline])
+    base_m = max(statistics.median(mems[baseline]), 1)
+    out = {}
+    for name in variants:
+        t, m = statistics.median(times[name]), statistics.median(mems[name])
+        out[name] = (t, m, t / base_t, m / base_m)
+    return out
+
+
+def print_timings(timings: dict):
+    for name, (t, m, tr, mr) in timings.items():
+        print(f"  {name:32s} {t:8.4f} s/step  x{tr:5.2f}   peak extra mem {m / 2**20:9.1f} MiB  x{mr:5.2f}")
+
+
 def compare(variants: dict, positive, negative, args, baseline: str = "vanilla", latent=None) -> dict:
     """Run every variant once to warm up, then ``rounds`` interleaved rounds; print medians and ratios,
     then the exact per-step cost columns (FLOPs and aten operator calls vs the baseline). Returns
-    {name: (time ratio, memory ratio)} (nothing with --counts-only) and "costs": {name: Costs}."""
+    {name: (time ratio, memory ratio)} (nothing with --counts-only or when the machine is too loaded
+    for timing: see :func:`too_loaded`) and "costs": {name: Costs}."""
     from scripts.bench_counts import print_cost_table
     for model in variants.values():
         sample_once(model, positive, negative, args, latent)
     costs = count_costs(variants, positive, negative, args, latent)
+    where = f"{args.model}{' full fp16' if args.full else ' tiny'} {args.size}px batch {args.batch} " \
+            f"{args.steps} steps cfg {args.cfg} on {args.device}"
     if args.counts_only:
-        print(f"{args.model}{' full fp16' if args.full else ' tiny'} {args.size}px batch {args.batch} "
-              f"{args.steps} steps cfg {args.cfg} on {args.device}")
+        print(where)
         print_cost_table(costs, args.steps, baseline)
         return {"costs": costs}
-    times = {k: [] for k in variants}
-    mems = {k: [] for k in variants}
-    for _ in range(args.rounds):
-        for name, model in variants.items():
-            s, m, _ = sample_once(model, positive, negative, args, latent)
-            times[name].append(s)
-            mems[name].append(m)
-    where = f"{args.model}{' full fp16' if args.full else ' tiny'} {args.size}px batch {args.batch} " \
-            f"{args.steps} steps cfg {args.cfg} on {args.device}, median of {args.rounds} interleaved rounds"
-    print(where)
-    base_t = statistics.median(times[baseline])
-    base_m = max(statistics.median(mems[baseline]), 1)
+    print(f"{where}, median of {args.rounds} interleaved rounds")
+    print(machine_line(args.device))
+    timings = timed_rounds(variants, lambda name, model: sample_once(model, positive, negative, args, latent)[:2],
+                           args.rounds, baseline, args.device)
     result = {}
-    for name in variants:
-        t, m = statistics.median(times[name]), statistics.median(mems[name])
-        result[name] = (t / base_t, m / base_m)
-        print(f"  {name:32s} {t:8.4f} s/step  x{t / base_t:5.2f}   peak extra mem {m / 2**20:9.1f} MiB  "
-              f"x{m / base_m:5.2f}")
+    if timings is not None:
+        print_timings(timings)
+        result = {name: (tr, mr) for name, (_, _, tr, mr) in timings.items()}
     print_cost_table(costs, args.steps, baseline)
     result["costs"] = costs
     return result

@@ -82,6 +82,9 @@ class Costs:
         self.flops = self._flops.get_total_flops()
         counts = self._flops.get_flop_counts()
         self.attn1_flops, self.attn2_flops = _attention_flops(counts, "attn1"), _attention_flops(counts, "attn2")
+        # every attention product wherever it runs (DiT attention runs outside attn1/attn2 modules)
+        self.attention_flops = sum(n for op, n in counts.get("Global", {}).items()
+                                   if str(op).split(".")[-1] in ATTENTION_OPS)
         self.calls, self.syncs, self.by_op = self._ops.calls, self._ops.syncs, self._ops.by_op
 
 
@@ -98,7 +101,15 @@ def print_cost_table(costs: dict, per: int, baseline: str = "vanilla", unit: str
           f"{base.attn2_flops / per / 1e9:.3f} GFLOP; FLOPs count matrix products, convolutions and attention)")
 
 
-def print_minimum(name: str, costs: dict, minimum_flops: float, why: str, baseline: str = "vanilla"):
-    """The method's own FLOP minimum (derived analytically from the baseline's counts) beside what it does."""
+def print_minimum(name: str, costs: dict, minimum_flops: float, why: str, baseline: str = "vanilla",
+                  timing: dict | None = None):
+    """The method's own FLOP minimum (derived analytically from the baseline's counts) beside what it
+    does; with ``timing`` ({name: (time ratio, memory ratio)} measured in the same run) also the measured
+    step time against that minimum: time ratio / minimum FLOP ratio, 1.00 where time grows no faster
+    than the unavoidable FLOPs (how far the control is from its limit)."""
     base = costs[baseline].flops
-    print(f"  {name}: FLOPs x{costs[name].flops / base:.3f} vs its minimum x{minimum_flops / base:.3f} ({why})")
+    floor = minimum_flops / base
+    line = f"  {name}: FLOPs x{costs[name].flops / base:.3f} vs its minimum x{floor:.3f} ({why})"
+    if timing and name in timing:
+        line += f"; step time x{timing[name][0]:.3f} = {timing[name][0] / floor:.3f}x the minimum's"
+    print(line)

@@ -93,9 +93,10 @@ def main():
             positive, negative, args)
     costs, rows = result["costs"], args.batch
     base_flops = costs["vanilla"].flops
-    print_minimum("art_bn (both)", costs, base_flops, "statistics only: no matrix products")
+    print_minimum("art_bn (both)", costs, base_flops, "statistics only: no matrix products", timing=result)
     print_minimum("style_aligned reference mode", costs, base_flops * (rows + 1) / rows + costs["vanilla"].attn1_flops,
-                  "one more row per chunk, then in-batch sharing: V (B+1)/B + vanilla's self-attention products")
+                  "one more row per chunk, then in-batch sharing: V (B+1)/B + vanilla's self-attention products",
+                  timing=result)
 
 
 if __name__ == "__main__":

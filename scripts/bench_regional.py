@@ -15,6 +15,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from scripts.bench_counts import print_minimum  # noqa: E402
 from scripts.bench_common import compare, load_model, parse_args, random_cond  # noqa: E402
 from tests.pack import pack_module  # noqa: E402  (before ComfyUI's own tests/ is on sys.path)
 
@@ -36,6 +37,12 @@ def main():
 
     result = compare({"vanilla": model, "1 region": with_regions(1), "2 regions": with_regions(2),
                       "4 regions": with_regions(4)}, positive, negative, args)
+    costs, base = result["costs"], result["costs"]["vanilla"]
+    for n in (1, 2, 4):
+        name = f"{n} region{'s' if n > 1 else ''}"
+        # the formula's own cost: one more cross-attention per region (its A(Q, L_i)) over the whole batch
+        print_minimum(name, costs, base.flops + n * base.attn2_flops,
+                      f"vanilla + {n} x its cross-attention products (one A(Q, L_i) per region)", timing=result)
     if args.counts_only:
         return
     per_region = {n: (result[f"{n} region{'s' if n > 1 else ''}"][0]) ** (1 / n) for n in (1, 2, 4)}
