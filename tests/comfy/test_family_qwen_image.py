@@ -424,10 +424,14 @@ def test_inversion_without_a_prompt_uses_zeros_of_the_models_text_width(comfy, q
     assert trajectory.conds_for(0).c_crossattn.shape[-1] == 32
 
 
+@pytest.fixture(scope="module")
+def trajectory(comfy, qwen, x0):
+    return invert(comfy, qwen[0], x0, qwen[1], 2, steps=4)[1]
+
+
 @pytest.mark.parametrize("edit_run", [False, True], ids=["Qwen-Image", "Qwen-Image-Edit"])
-def test_reference_image_mode_runs(comfy, qwen, edit, x0, edit_run):
+def test_reference_image_mode_runs(comfy, qwen, edit, trajectory, edit_run):
     model, pos, neg = qwen
-    _, trajectory, _ = invert(comfy, model, x0, pos, 2, steps=4)
     if edit_run:
         pos, neg = edit
     plain = sample(comfy, model, pos, neg, batch=2)
