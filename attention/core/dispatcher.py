@@ -133,7 +133,7 @@ def _install_joint_override(transformer_options: dict, family, active: list, key
                             context, model_kwargs: dict):
     """Install the joint-attention override; returns the context (with any appended text streams)."""
     from .joint_dispatcher import install_override, with_streams
-    context, tokens = with_streams(active, run, family, x, context, model_kwargs)
+    context, tokens = with_streams(active, run, family, x, context, model_kwargs, transformer_options)
     chosen = [(c, _selected(c.layers, keys)) for c in active]
     table = {key: here for key in keys if (here := tuple(c for c, selected in chosen if key in selected))}
     install_override(transformer_options, family, table, run, tokens)

@@ -59,6 +59,16 @@ class ModelFamily:
         the sampler's ``context``), before any appended text stream."""
         raise NotImplementedError
 
+    def carry_streams(self, transformer_options: dict, diffusion_model, context, parts: list):
+        """The context to call the model with so that the text ``parts`` (each (batch, T, channels of
+        the context)) follow the prompt as streams in every joint attention call. By default they are
+        appended to the context, which suits a text path that treats tokens one by one; a family whose
+        text path attends across text tokens (a text refiner) carries them itself, e.g. with a patch
+        after that path (this evaluation's ``transformer_options`` may be changed), so the prompt never
+        meets them there."""
+        import torch
+        return torch.cat([context, *parts], dim=1)
+
     def refusal(self, control) -> str | None:
         """Why this family cannot run ``control`` (None when it can, as far as the family knows)."""
         return self.refused.get(type(control).__name__)

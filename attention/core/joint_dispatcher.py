@@ -188,7 +188,7 @@ def install_override(transformer_options: dict, family, table: dict, run, tokens
     family.mark_blocks(transformer_options, run.diffusion_model)
 
 
-def with_streams(controls, run, family, x, context, model_kwargs: dict):
+def with_streams(controls, run, family, x, context, model_kwargs: dict, transformer_options: dict | None = None):
     """(context with the text streams the active ``controls`` need appended, its TokenLayout).
 
     A stream is an extra prompt (1, T, D) carried through the model's text stream after the
@@ -208,7 +208,8 @@ def with_streams(controls, run, family, x, context, model_kwargs: dict):
     parts = [s.to(device=context.device, dtype=context.dtype).expand(context.shape[0], -1, -1) for _, s in streams]
     layout = dataclasses.replace(family.token_layout(run.diffusion_model, x, context, model_kwargs),
                                  streams=tuple(p.shape[1] for p in parts), stream_keys=tuple(key for key, _ in streams))
-    return torch.cat([context, *parts], dim=1), layout
+    options = transformer_options if transformer_options is not None else {}
+    return family.carry_streams(options, run.diffusion_model, context, parts), layout
 
 
 _warned: set = set()

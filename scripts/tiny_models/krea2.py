@@ -1,0 +1,109 @@
+"""A tiny seeded random-weight Krea 2 (K2) of the real architecture (ComfyUI >= 0.24 only).
+
+The model class, its config and its key names are ComfyUI's: ``comfy.ldm.krea2.model.SingleStreamDiT``
+built on the meta device from ``supported_models.Krea2``, and the config of the saved file comes back
+from ``comfy.model_detection.detect_unet_config`` on its own keys and shapes (width from ``first``, the
+depth from the block keys, heads and grouped key/value heads from ``wq`` / ``wk`` at detection's head
+size of 128, the text adapter's tapped layers and width from ``txtfusion``). No override is needed:
+a width of 256 gives 2 heads of 128 with 1 key/value head (grouped-query attention, as the real 48/12),
+and a text width of 80 keeps the text adapter's fixed 20 heads whole (4 channels each).
+
+ComfyUI's Krea 2 text encoder is Qwen3-VL-4B (a 12-layer tap, conditioning ``(B, T, 12 * 2560)``),
+far too large here: tests use :func:`random_conditioning`, seeded tokens of the model's context width
+(``txtlayers * txtdim`` = 12 * 80).
+"""
+from __future__ import annotations
+
+import logging
+
+import torch
+
+from .dit import DIFFUSION_MODELS, detected_config, load_tiny_dit, scaled
+from .fill import TINY_VERSION, SeededFiller
+
+KREA2 = "atelier_tiny_krea2.safetensors"
+SEED = 2201
+KREA2_VERSION = "2"  # metadata atelier_krea2_version; bump when the tiny model changes
+# Real K2 layout (single-stream blocks, GQA, 12-layer text tap, 16 latent channels, patch 2) at tiny widths
+TINY_KREA2 = {"image_model": "krea2", "features": 256, "channels": 16, "patch": 2, "layers": 2,
+              "heads": 2, "kvheads": 1, "txtlayers": 12, "txtdim": 80}
+
+
+def available() -> bool:
+    try:
+        import comfy.ldm.krea2.model  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def _meta_state_dict() -> dict:
+    import comfy.supported_models as sm
+    config = sm.Krea2(dict(TINY_KREA2))
+    config.set_inference_dtype(torch.float32, None)
+    return config.get_model({}, device=torch.device("meta")).diffusion_model.state_dict()
+
+
+def neutral(key: str, value: torch.Tensor) -> torch.Tensor:
+    """K2 stores its RMSNorm weights and block modulation offsets zero-centred (weight = 1 + scale,
+    modulation = t-embedding + lin): the filler's 1 for 1-D tensors would double every norm and open
+    every gate wide, making a random model too rough to invert in a few steps; 0 is the neutral value."""
+    if key.endswith(".scale") or key.endswith("mod.lin"):
+        return torch.zeros_like(value)
+    return value
+
+
+def build_krea2(path, name: str | None = None) -> dict:
+    from pathlib import Path
+    import comfy.utils
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    meta = _meta_state_dict()
+    config = detected_config(meta, {})
+    got = type(config).__name__
+    if got != "Krea2":
+        raise ValueError(f"{path.name}: detected as {got}, expected Krea2")
+    detected = {k: config.unet_config.get(k) for k in TINY_KREA2}
+    if detected != TINY_KREA2:
+        raise ValueError(f"{path.name}: detection gives {detected}, expected {TINY_KREA2}")
+    sd = {k: neutral(k, scaled(v)).contiguous() for k, v in SeededFiller(SEED, torch.float32).fill(meta).items()}
+    tmp = path.with_suffix(".tmp")
+    comfy.utils.save_torch_file(sd, str(tmp), metadata={
+        "atelier_tiny": TINY_VERSION, "atelier_krea2_version": KREA2_VERSION, "kind": "Krea2"})
+    tmp.replace(path)
+    params = sum(v.numel() for v in sd.values())
+    logging.info("built %s (Krea2, %.2f M params)", path, params / 1e6)
+    return {"kind": "Krea2", "params": params}
+
+
+def verify_krea2(path, full: bool = False) -> dict:
+    from safetensors import safe_open
+    with safe_open(str(path), framework="pt") as f:
+        version = (f.metadata() or {}).get("atelier_krea2_version")
+        shapes = {k: torch.empty(f.get_slice(k).get_shape(), device="meta") for k in f.keys()}
+    if version != KREA2_VERSION:
+        raise ValueError(f"{path}: tiny Krea2 version {version}, expected {KREA2_VERSION}")
+    kind = type(detected_config(shapes, {})).__name__
+    if kind != "Krea2":
+        raise ValueError(f"{path}: detected as {kind}, expected Krea2")
+    if full:
+        load_krea2(path)
+    return {"kind": kind}
+
+
+def load_krea2(path):
+    """A ModelPatcher of the tiny Krea 2 (fp32, CPU), as ``comfy.sd.load_diffusion_model`` builds it."""
+    return load_tiny_dit(path)
+
+
+def random_conditioning(model, tokens: int = 8, seed: int = 0) -> list:
+    """CONDITIONING standing in for the Qwen3-VL tap: [[context (1, tokens, txtlayers * txtdim), {}]]."""
+    unet_config = model.model.model_config.unet_config
+    width = unet_config["txtlayers"] * unet_config["txtdim"]
+    gen = torch.Generator().manual_seed(seed)
+    return [[torch.randn(1, tokens, width, generator=gen), {}]]
+
+
+def krea2_artifacts() -> dict:
+    """ARTIFACTS entry (subfolder, builder, verifier) of the tiny Krea 2 (only where ComfyUI has it)."""
+    return {KREA2: (DIFFUSION_MODELS, build_krea2, verify_krea2)} if available() else {}
