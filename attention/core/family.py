@@ -46,6 +46,33 @@ class ModelFamily:
             return kind, index
         return None
 
+    def call_key(self, transformer_options: dict, diffusion_model, tokens: int, layout: TokenLayout,
+                 joint_calls: int):
+        """The layer key of an attention call of ``tokens`` tokens in an evaluation of ``layout``;
+        ``joint_calls`` is how many earlier calls of this evaluation held the whole layout (the
+        ordinal of a joint block, for a model that writes no block index and offers no block replace).
+        By default the key the model or :meth:`mark_blocks` wrote (:meth:`layer_key`)."""
+        return self.layer_key(transformer_options)
+
+    def text_only_call(self, transformer_options: dict, diffusion_model, tokens: int, layout: TokenLayout,
+                       calls: int) -> bool:
+        """Whether this call (``calls`` earlier calls in the evaluation) is a text refiner's, over the
+        text tokens only ``[text | streams]`` in ``layout``'s order: the dispatcher then keeps the
+        streams apart in it (each attends to itself). Families without a text refiner: False."""
+        return False
+
+    def stream_positions(self, q, k, layout: TokenLayout, diffusion_model):
+        """q, k of a call of an evaluation carrying streams, with any position the streams shifted put
+        back where the prompt and image see it as without them (a model whose positions of some
+        tokens do not move with the text length). By default unchanged."""
+        return q, k
+
+    def stream_filler(self, diffusion_model, model_kwargs: dict, stream_tokens: int):
+        """Tokens of filler (zero context, owned by no control) to carry after ``stream_tokens`` tokens of
+        streams, e.g. so that a model padding its text to a multiple pads the prompt as without streams;
+        None where this model call cannot carry streams (they are then left out, with a warning)."""
+        return 0
+
     def mark_blocks(self, transformer_options: dict, diffusion_model):
         """Make the layer of each attention call known where the model itself writes no block index
         (a block replace that marks it). Called once per model evaluation with controls active."""

@@ -112,13 +112,23 @@ class DiTOverride:
 
     def __init__(self, family, table: dict, base, run, tokens: TokenLayout):
         self.family, self.table, self.base, self.run, self.tokens = family, table, base, run, tokens
+        self.calls = self.joint_calls = 0  # attention calls of this evaluation so far (all / whole layout)
 
     def __call__(self, func, *args, **kwargs):
         options = kwargs.get("transformer_options") or {}
-        key = self.family.layer_key(options)
-        controls = self.table.get(key, ())
         q, k, v = args[:3]
         layout = self.tokens
+        calls, joint_calls = self.calls, self.joint_calls
+        self.calls += 1
+        self.joint_calls += layout.matches(q.shape[-2])
+        if layout.streams and self.family.text_only_call(options, self.run.diffusion_model, q.shape[-2], layout,
+                                                         calls):
+            return self._text_only(func, args, kwargs)
+        if layout.streams:
+            q, k = self.family.stream_positions(q, k, layout, self.run.diffusion_model)
+            args = (q, k, *args[2:])
+        key = self.family.call_key(options, self.run.diffusion_model, q.shape[-2], layout, joint_calls)
+        controls = self.table.get(key, ())
         if (key is None or (not controls and not layout.streams) or not layout.matches(q.shape[-2])
                 or q.shape[-2] != k.shape[-2]):
             return self._base(func, args, kwargs)
@@ -171,6 +181,19 @@ class DiTOverride:
                        for q_s, k_s, v_s in zip(q_streams, k_streams, v_streams)]
         return layout.assemble(out, stream_outs)
 
+    def _text_only(self, func, args, kwargs):
+        """A text refiner's call over [text | streams] (layout order): the prompt's tokens attend to
+        themselves through the base, each stream to itself, so the prompt never meets the streams."""
+        q, k, v = args[:3]
+        if kwargs.get("mask") is not None or q.shape[-2] != self.tokens.text_total or k.shape[-2] != q.shape[-2]:
+            return self._base(func, args, kwargs)
+        if v.ndim == q.ndim + 1:
+            v = v.flatten(-2)
+        (q_main, q_streams), (k_main, k_streams), (v_main, v_streams) = map(self.tokens.split, (q, k, v))
+        out = self._base(func, (q_main, k_main, v_main, *args[3:]), kwargs)
+        stream_outs = [func(q_s, k_s, v_s, *args[3:], **kwargs) for q_s, k_s, v_s in zip(q_streams, k_streams, v_streams)]
+        return self.tokens.assemble(out, stream_outs)
+
     def _base(self, func, args, kwargs):
         if self.base is not None:
             return self.base(func, *args, **kwargs)
@@ -205,6 +228,13 @@ def with_streams(controls, run, family, x, context, model_kwargs: dict, transfor
             _warn_once("masked", "this model call has an attention mask: regional/aesthetic prompts are "
                                  "left out of it")
         return context, family.token_layout(run.diffusion_model, x, context, model_kwargs)
+    filler = family.stream_filler(run.diffusion_model, model_kwargs, sum(s.shape[1] for _, s in streams))
+    if filler is None:
+        _warn_once(f"streams {family.name}", f"this {family.name} model call cannot carry regional/aesthetic "
+                                             "prompts (reference images): they are left out of it")
+        return context, family.token_layout(run.diffusion_model, x, context, model_kwargs)
+    if filler:
+        streams.append((None, context.new_zeros(1, filler, context.shape[-1])))
     parts = [s.to(device=context.device, dtype=context.dtype).expand(context.shape[0], -1, -1) for _, s in streams]
     layout = dataclasses.replace(family.token_layout(run.diffusion_model, x, context, model_kwargs),
                                  streams=tuple(p.shape[1] for p in parts), stream_keys=tuple(key for key, _ in streams))

@@ -31,6 +31,10 @@ class TokenLayout:
     # tokens a model appends after the image (an edit model's reference latents), when the family
     # declares them: no control acts on their queries (their outputs are the base attention's)
     extra: int = 0
+    # the streams come before the prompt, ``[streams | text | image | extra]``: a family whose text
+    # positions (RoPE) or padding depend on the text length before the image sets it, so the prompt,
+    # its padding and the image keep their relative positions whatever streams are carried
+    streams_first: bool = False
 
     @property
     def text_total(self) -> int:
@@ -53,7 +57,7 @@ class TokenLayout:
         return TokenLayout(self.text, self.image, self.grid, extra=self.extra)
 
     def stream_slices(self) -> list:
-        slices, start = [], self.text
+        slices, start = [], 0 if self.streams_first else self.text
         for length in self.streams:
             slices.append(slice(start, start + length))
             start += length
@@ -63,6 +67,8 @@ class TokenLayout:
         """(…, tokens, C) -> (main tokens [text | image | extra], [stream tokens, ...]) along dim -2."""
         if not self.streams:
             return x, []
+        if self.streams_first:
+            return x[..., sum(self.streams):, :], [x[..., s, :] for s in self.stream_slices()]
         main = torch.cat([x[..., :self.text, :], x[..., self.text_total:, :]], dim=-2)
         return main, [x[..., s, :] for s in self.stream_slices()]
 
@@ -70,4 +76,6 @@ class TokenLayout:
         """Outputs (batch, tokens, C) back in the call's token order."""
         if not self.streams:
             return main_out
+        if self.streams_first:
+            return torch.cat([*stream_outs, main_out], dim=1)
         return torch.cat([main_out[:, :self.text], *stream_outs, main_out[:, self.text:]], dim=1)

@@ -28,6 +28,8 @@ regional and aesthetic prompts are left out of such a call (its captions follow 
 """
 from __future__ import annotations
 
+import torch
+
 from ..core.family import ModelFamily, patch_grid
 from ..core.tokens import TokenLayout
 
@@ -96,8 +98,25 @@ class LuminaFamily(ModelFamily):
         return (-stream_tokens) % multiple if multiple else 0
 
     def carry_streams(self, transformer_options: dict, diffusion_model, context, parts: list):
-        import torch
         return torch.cat([*parts, context], dim=1)
+
+    def stream_positions(self, q, k, layout: TokenLayout, diffusion_model):
+        """The image padding tokens sit at RoPE position (0, 0, 0) whatever the caption's length, while
+        the prompt and the image move up by the streams' length: their q/k (unrotated at 0) get the
+        rotation of that length on the caption axis, so every distance is as without the streams. In
+        the main layers and the noise refiner (the calls that hold the image padding)."""
+        pad, shift = layout.extra, sum(layout.streams)
+        if not pad or q.shape[-2] not in (layout.text_total + layout.image + pad, layout.image + pad):
+            return q, k
+        ids = torch.zeros(1, pad, 3, device=q.device)
+        ids[..., 0] = shift
+        freqs = diffusion_model.rope_embedder(ids).to(q.device)  # (1, 1, pad, dim / 2, 2, 2) rotations
+
+        def rotate(x):  # as comfy.ldm.flux.math.apply_rope1, on (batch, heads, tokens, dim)
+            pairs = x.to(freqs.dtype).reshape(*x.shape[:-1], -1, 1, 2)
+            return (freqs[..., 0] * pairs[..., 0] + freqs[..., 1] * pairs[..., 1]).reshape(x.shape).to(x.dtype)
+        return (torch.cat([q[..., :-pad, :], rotate(q[..., -pad:, :])], dim=-2),
+                torch.cat([k[..., :-pad, :], rotate(k[..., -pad:, :])], dim=-2))
 
     def context_width(self, diffusion_model) -> int:
         return diffusion_model.cap_embedder[1].in_features

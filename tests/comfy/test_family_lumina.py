@@ -324,7 +324,9 @@ def test_outside_every_region_the_tokens_get_the_models_attention_bit_for_bit(co
     override, args, _, out = next(c for c in calls if c[2] == ("layer", 1))
     layout = override.tokens
     assert layout.text == CAPTION and layout.grid == (4, 4)
-    (q, _), (k, _), (v, _) = (layout.split(t) for t in args[:3])
+    # the image padding's q/k with the streams' RoPE shift put back (what the layers attend with)
+    q, k = override.family.stream_positions(*args[:2], layout, model.get_model_object("diffusion_model"))
+    (q, _), (k, _), (v, _) = (layout.split(t) for t in (q, k, args[2]))
     chain = plain_attention(q, k, v)
     main_out, _ = layout.split(out)
     outside = torch.zeros(4, 4, dtype=torch.bool)
@@ -335,13 +337,14 @@ def test_outside_every_region_the_tokens_get_the_models_attention_bit_for_bit(co
 
 
 def test_the_weight_curve_sets_the_regions_weight_per_step(comfy, zimage, vanilla):
-    """A list curve '1, 0, 1' over 3 steps: the local prompt's stream is in the model calls of steps 0
-    and 2 only (cfg 1: one call per step)."""
+    """A step curve 1 -> 0 at 5 % progress over 3 steps (progress = ComfyUI's percent: 0, 0.08, 0.25 with
+    the model's shift 6): the local prompt's stream is in the model call of step 0 only (cfg 1)."""
     model, pos, neg = zimage
-    stepped = regional(comfy, model, region(comfy, local_prompt(), curve="list", weights="1, 0, 1"))
+    stepped = regional(comfy, model, region(comfy, local_prompt(), curve="step", weight=1.0, end_weight=0.0,
+                                            switch_at=0.05))
     calls = spy_calls(lambda: sample(comfy, stepped, pos, neg))
     per_call = [c[0].tokens.streams for c in calls if c[2] == ("layer", 0)]
-    assert per_call == [(5, 27), (), (5, 27)]
+    assert per_call == [(5, 27), (), ()]
     out = sample(comfy, stepped, pos, neg)
     always = sample(comfy, regional(comfy, model, region(comfy, local_prompt())), pos, neg)
     assert (out - vanilla[1.0]).abs().max().item() > 1e-3 and (out - always).abs().max().item() > 1e-4
@@ -350,7 +353,11 @@ def test_the_weight_curve_sets_the_regions_weight_per_step(comfy, zimage, vanill
 def test_aesthetic_mix_strength_zero_is_vanilla_and_a_strength_acts(comfy, zimage, vanilla):
     model, pos, neg = zimage
     aesthetic = local_prompt(seed=9, tokens=3)[0][0]
-    assert (sample(comfy, aesthetic_mix(model, aesthetic, 0.0), pos, neg) - vanilla[1.0]).abs().max().item() == 0.0
+    node_out = comfy.node_class(MIX).execute(model, None, "", 0.0, True, "all", 0.0, 1.0).args[0]
+    assert (sample(comfy, node_out, pos, neg) - vanilla[1.0]).abs().max().item() == 0.0
+    # a control at strength 0 still carries its stream: RoPE at shifted positions rounds differently
+    torch.testing.assert_close(sample(comfy, aesthetic_mix(model, aesthetic, 0.0), pos, neg), vanilla[1.0],
+                               rtol=0, atol=1e-5)
     out = sample(comfy, aesthetic_mix(model, aesthetic, 0.8), pos, neg)
     assert torch.isfinite(out).all() and (out - vanilla[1.0]).abs().max().item() > 1e-3
 
@@ -377,8 +384,12 @@ def invert(comfy, model, latent, pos, refine, steps=12):
 
 
 def test_flow_inversion_round_trip_with_refinement(comfy, zimage, x0):
+    """AtelierInvert then Euler back over its sigmas, on ModelSamplingAuraFlow shift 3 as Z-Image Turbo
+    runs: 4 refinement iterations cut the round-trip error of the random-weight model about ninefold
+    (measured 0.54 -> 0.06 relative RMS at 12 steps)."""
     from comfy import sample as comfy_sample, samplers
     model, pos, _ = zimage
+    model = comfy.node_class("ModelSamplingAuraFlow")().patch_aura(model, 3.0)[0]
     errors = []
     for refine in (0, 4):
         x_T, trajectory, sigmas = invert(comfy, model, x0, pos, refine)
@@ -387,7 +398,7 @@ def test_flow_inversion_round_trip_with_refinement(comfy, zimage, x0):
                                          disable_pbar=True, seed=0)
         errors.append(float((out - x0).pow(2).mean().sqrt() / x0.pow(2).mean().sqrt()))
     assert trajectory.model_family == "Lumina2"
-    assert errors[1] < 0.05 and errors[1] < 0.5 * errors[0]
+    assert errors[1] < 0.1 and errors[1] < 0.25 * errors[0]
 
 
 def test_reference_image_mode_runs(comfy, zimage, x0):
