@@ -1,0 +1,115 @@
+"""Tiny seeded random-weight FLUX.2 (klein layout) of the real architecture: ComfyUI's Flux class with
+``global_modulation`` (comfy/ldm/flux/model.py), its key names and config from ComfyUI's own detection
+(``detect_unet_config`` reads ``double_stream_modulation_img`` -> flux2, the latent channels from
+``img_in``, the text width from ``txt_in``, the depths from the block keys, no ``guidance_in`` as klein;
+``supported_models.Flux2``, ``model_base.Flux2``: prompt padded at the front to 512 tokens, 128-channel
+latent, patch size 1).
+
+Detection pins FLUX.2's 48 heads of 128 channels (RoPE axes 4 x 32; 0.33 derives the heads from the
+width / 128). The tiny model overrides exactly ``num_heads`` and ``axes_dim`` (2 heads of 32, axes
+4 x 8, width 64); the override is written into the file's metadata (``atelier_dit_overrides``) and
+``dit.load_tiny_dit`` applies it. Everything else is ComfyUI's on both ComfyUI versions.
+
+Text: :func:`random_conditioning` stands in for Qwen3 (klein) / Mistral Small (dev): 48-wide tokens
+(the real encoders stack 3 hidden layers: 7680 / 12288 / 15360), no pooled output.
+:func:`with_reference_latents` adds what ReferenceLatent adds for an edit (``reference_latents``).
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+
+import torch
+
+from .dit import DIFFUSION_MODELS, detected_config, load_tiny_dit, scaled, to_file_keys
+from .fill import TINY_VERSION, SeededFiller
+
+FLUX2 = "atelier_tiny_flux2.safetensors"
+KIND = "Flux2"
+SEED = 2201
+VERSION = "1"  # metadata atelier_flux2_version; bump when the tiny model changes
+WIDTH = 64
+TEXT_WIDTH = 48
+LATENT_CHANNELS = 128  # latent_formats.Flux2
+DOWNSCALE = 16  # the FLUX.2 VAE: 16 x 16 pixels per latent position (EmptyFlux2LatentImage)
+# detection pins 48 heads x 128 channels (axes 4 x 32)
+TINY_OVERRIDES = {"num_heads": 2, "axes_dim": [8, 8, 8, 8]}
+
+
+def _unet_config() -> dict:
+    """The unet_config detection gives a FLUX.2 klein of these shapes (real FLUX.2 constants)."""
+    from comfy.ldm.flux.model import FluxParams
+    config = {"image_model": "flux2", "in_channels": LATENT_CHANNELS, "out_channels": LATENT_CHANNELS,
+              "vec_in_dim": None, "context_in_dim": TEXT_WIDTH, "hidden_size": WIDTH, "mlp_ratio": 3.0,
+              "depth": 2, "depth_single_blocks": 2, "theta": 2000, "patch_size": 1, "qkv_bias": False,
+              "guidance_embed": False, "global_modulation": True, "mlp_silu_act": True, "ops_bias": False,
+              "default_ref_method": "index", "ref_index_scale": 10.0, **TINY_OVERRIDES}
+    if "txt_ids_dims" in {f.name for f in dataclasses.fields(FluxParams)}:  # 0.33: RoPE axis of text positions
+        config["txt_ids_dims"] = [3]
+    return config
+
+
+def _meta_state_dict() -> dict:
+    """Key names and shapes of the tiny model, from ComfyUI's own class on the meta device."""
+    import comfy.supported_models as sm
+    config = sm.Flux2(_unet_config())
+    config.set_inference_dtype(torch.float32, None)
+    return to_file_keys(config.get_model({}, device=torch.device("meta")).diffusion_model.state_dict())
+
+
+def build_flux2(path, name: str | None = None) -> dict:
+    from pathlib import Path
+    import comfy.utils
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    meta = _meta_state_dict()
+    got = type(detected_config(meta, TINY_OVERRIDES)).__name__
+    if got != KIND:
+        raise ValueError(f"{path.name}: detected as {got}, expected {KIND}")
+    sd = {k: scaled(v).contiguous() for k, v in SeededFiller(SEED, torch.float32).fill(meta).items()}
+    tmp = path.with_suffix(".tmp")
+    comfy.utils.save_torch_file(sd, str(tmp), metadata={
+        "atelier_tiny": TINY_VERSION, "atelier_flux2_version": VERSION, "kind": KIND,
+        "atelier_dit_overrides": json.dumps(TINY_OVERRIDES)})
+    tmp.replace(path)
+    params = sum(v.numel() for v in sd.values())
+    logging.info("built %s (%s, %.2f M params)", path, KIND, params / 1e6)
+    return {"kind": KIND, "params": params}
+
+
+def verify_flux2(path, full: bool = False) -> dict:
+    from safetensors import safe_open
+    with safe_open(str(path), framework="pt") as f:
+        metadata = f.metadata() or {}
+        shapes = {k: torch.empty(f.get_slice(k).get_shape(), device="meta") for k in f.keys()}
+    if metadata.get("atelier_flux2_version") != VERSION:
+        raise ValueError(f"{path}: tiny FLUX.2 version {metadata.get('atelier_flux2_version')}, expected {VERSION}")
+    kind = type(detected_config(shapes, json.loads(metadata.get("atelier_dit_overrides", "{}")))).__name__
+    if kind != KIND:
+        raise ValueError(f"{path}: detected as {kind}, expected {KIND}")
+    if full:
+        load_tiny_dit(path)
+    return {"kind": kind}
+
+
+def random_conditioning(tokens: int = 8, seed: int = 0) -> list:
+    """CONDITIONING standing in for FLUX.2's text encoder: [[context (1, tokens, TEXT_WIDTH), {"pooled_output": None}]] (as the encoder gives: no pooled vector)."""
+    gen = torch.Generator().manual_seed(seed)
+    return [[torch.randn(1, tokens, TEXT_WIDTH, generator=gen), {"pooled_output": None}]]
+
+
+def with_reference_latents(conditioning: list, latents: list) -> list:
+    """``conditioning`` with ``reference_latents`` appended, as ComfyUI's ReferenceLatent node does
+    (each latent [1, 128, h, w] in latent units)."""
+    out = []
+    for context, extra in conditioning:
+        extra = dict(extra)
+        extra["reference_latents"] = list(extra.get("reference_latents", [])) + list(latents)
+        out.append([context, extra])
+    return out
+
+
+def flux2_artifacts() -> dict:
+    """ARTIFACTS entry (subfolder, builder, verifier) of the tiny FLUX.2."""
+    return {FLUX2: (DIFFUSION_MODELS, build_flux2, verify_flux2)}
