@@ -6,9 +6,10 @@ classes before the classes they subclass), and give the test bed a tiny model of
 """
 from __future__ import annotations
 
-from . import chroma, flux, flux2, krea2, qwen_image, sd3, unet
+from . import chroma, flux, flux2, krea2, lumina, qwen_image, sd3, unet
 
-FAMILIES = (unet.FAMILY, flux.FAMILY, sd3.FAMILY, qwen_image.FAMILY, krea2.FAMILY, flux2.FAMILY, chroma.FAMILY)
+FAMILIES = (unet.FAMILY, flux.FAMILY, sd3.FAMILY, qwen_image.FAMILY, krea2.FAMILY, lumina.FAMILY, flux2.FAMILY,
+            chroma.FAMILY)
 
 
 def family_of(diffusion_model):
