@@ -119,8 +119,9 @@ def bench_family(fam: Family, a) -> None:
     latent = torch.zeros(a.batch, fam.latent_channels, a.size // 8, a.size // 8)
 
     def sample(patched):
-        noise = comfy.sample.prepare_noise(latent, 0)
-        return comfy.sample.sample(patched, noise, a.steps, fam.cfg, "euler", fam.scheduler, pos, pos, latent,
+        x = comfy.sample.fix_empty_latent_channels(patched, latent)  # [B, C, 1, H, W] where the VAE is Wan 2.1's
+        noise = comfy.sample.prepare_noise(x, 0)
+        return comfy.sample.sample(patched, noise, a.steps, fam.cfg, "euler", fam.scheduler, pos, pos, x,
                                    disable_pbar=True, seed=0)
 
     def timed(name, patched):

@@ -107,3 +107,19 @@ def random_conditioning(model, tokens: int = 8, seed: int = 0) -> list:
 def krea2_artifacts() -> dict:
     """ARTIFACTS entry (subfolder, builder, verifier) of the tiny Krea 2 (only where ComfyUI has it)."""
     return {KREA2: (DIFFUSION_MODELS, build_krea2, verify_krea2)} if available() else {}
+
+
+def bench_family():
+    """The tiny Krea 2 for ``scripts/bench_dit.py --family krea2`` (ComfyUI >= 0.24: run it with
+    ATELIER_COMFYUI=0.33.0)."""
+    from scripts.bench_dit import Family
+    from .env import DEFAULT_BASE
+    if not available():
+        raise SystemExit("--family krea2: this ComfyUI has no Krea 2 (comfy/ldm/krea2); use ATELIER_COMFYUI=0.33.0")
+    path = DEFAULT_BASE / "models" / DIFFUSION_MODELS / KREA2
+    try:
+        verify_krea2(path)
+    except Exception:  # missing or stale: rebuild (a second)
+        build_krea2(path)
+    model = load_krea2(path)
+    return Family("Krea 2", model, lambda tokens, seed: random_conditioning(model, tokens=tokens, seed=seed))

@@ -110,8 +110,8 @@ def test_a_control_selecting_no_layer_reproduces_vanilla_exactly(comfy, krea2, v
     assert (out - vanilla[1.0]).abs().max().item() == 0.0
 
 
-@pytest.mark.parametrize("cfg", [1.0, 4.0])
-@pytest.mark.parametrize("settings", [{}, {"shared_score_shift": 0.69, "adain_values": True}, {"layers": "single.1"}])
+@pytest.mark.parametrize("settings, cfg", [({}, 1.0), ({}, 4.0), ({"shared_score_shift": 0.69, "adain_values": True}, 4.0),
+                                           ({"layers": "single.1"}, 1.0)])
 def test_reference_row_unchanged_other_rows_styled(comfy, krea2, vanilla, cfg, settings):
     model, pos, neg = krea2
     out = sample(comfy, style_aligned(comfy, model, **settings), pos, neg, cfg=cfg)
