@@ -81,7 +81,7 @@ class ReferenceRows:
         chunk_sigmas = chunk_first_rows(t, chunks)
         conds = [self.trajectory.conds_for(kind) for kind in layout.cond_or_uncond]
         if c_crossattn is not None:
-            self._check_text_width(c_crossattn, conds, getattr(executor.class_obj, "diffusion_model", None))
+            self._check_text_width(c_crossattn, conds, getattr(getattr(executor, "class_obj", None), "diffusion_model", None))
         key = self._cache_key(layout, x, chunk_sigmas, conds, c_crossattn, c_concat, kwargs, transformer_options)
         recorder = None
         if key is not None:
