@@ -109,3 +109,15 @@ def random_conditioning(tokens: int = 8, seed: int = 0) -> list:
 def chroma_artifacts() -> dict:
     """ARTIFACTS entry (subfolder, builder, verifier) of the tiny Chroma."""
     return {CHROMA: (DIFFUSION_MODELS, build_chroma, verify_chroma)}
+
+
+def bench_family():
+    """The tiny Chroma for ``scripts/bench_dit.py --family chroma``."""
+    from scripts.bench_dit import Family
+    from .env import DEFAULT_BASE
+    path = DEFAULT_BASE / "models" / DIFFUSION_MODELS / CHROMA
+    try:
+        verify_chroma(path)
+    except Exception:  # missing or stale: rebuild (a second)
+        build_chroma(path)
+    return Family("Chroma", load_tiny_dit(path), lambda tokens, seed: random_conditioning(tokens, seed))

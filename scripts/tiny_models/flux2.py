@@ -113,3 +113,17 @@ def with_reference_latents(conditioning: list, latents: list) -> list:
 def flux2_artifacts() -> dict:
     """ARTIFACTS entry (subfolder, builder, verifier) of the tiny FLUX.2."""
     return {FLUX2: (DIFFUSION_MODELS, build_flux2, verify_flux2)}
+
+
+def bench_family():
+    """The tiny FLUX.2 for ``scripts/bench_dit.py --family flux2`` (its latent: 128 channels; at --size
+    256 the bench's 32 x 32 positions stand for a 512 px FLUX.2 image, next to 512 padded prompt tokens)."""
+    from scripts.bench_dit import Family
+    from .env import DEFAULT_BASE
+    path = DEFAULT_BASE / "models" / DIFFUSION_MODELS / FLUX2
+    try:
+        verify_flux2(path)
+    except Exception:  # missing or stale: rebuild (a second)
+        build_flux2(path)
+    return Family("FLUX.2", load_tiny_dit(path), lambda tokens, seed: random_conditioning(tokens, seed),
+                  latent_channels=LATENT_CHANNELS)
