@@ -11,6 +11,7 @@ from tiny_models.template_swap import for_test_bed
 
 ROUNDS = 3  # the first loads the models; the others must not add to the server's memory
 SIZE = 128  # px
+NEWEST = "0.33.0"  # a server that runs for days runs a current ComfyUI
 MAX_GROWTH_MIB = 300  # after the first round; a kept set of patched models would be far more (~0.3 GB each)
 
 
@@ -38,6 +39,9 @@ def round_of(workflow, round_index: int) -> dict:
 
 @pytest.mark.slow
 def test_server_memory_stays_flat_while_workflows_are_requeued(comfy_server, tmp_path):
+    from tiny_models import env
+    if env.COMFYUI_VERSION != NEWEST:
+        pytest.skip(f"the soak runs on the newest test bed ({NEWEST}) only, to keep make test within its time")
     from run_workflow import run_prompt
     workflows = api_workflows()
     assert workflows, "no shipped API workflows"
