@@ -203,14 +203,16 @@ def test_box_regions_errors_name_the_box_and_the_fix(comfy, pack, text, match):
 
 
 def test_sd15_prompt_on_sdxl_model_is_a_clear_error(comfy, pack):
+    """Refused when the node runs (the model and the region are both known), naming the region, both
+    widths and the fix, before any sampling."""
     sdxl = comfy.sdxl.model if SDXL in comfy._ckpts else None
     if sdxl is None:
         pytest.skip("SDXL not loaded in this session (the slow SDXL test loads it)")
+    errors = pack_module("attention.core.errors")
     regions = region_node(pack, comfy, comfy.sd15.clip)
-    model = regional_model(pack, sdxl, regions, layers="input.4")
-    positive = [[torch.zeros(1, 77, 2048), {"pooled_output": torch.zeros(1, 1280)}]]
-    with pytest.raises(ValueError, match="768 channels but this model's cross-attention takes 2048"):
-        comfy.sample(model, positive, positive, steps=1, cfg=1.0, width=64, height=64)
+    with pytest.raises(errors.AtelierError, match=r"AtelierRegionalAttention: input 'regions': region 1 .*768-wide "
+                                                  r"local prompt .*2048-wide text"):
+        regional_model(pack, sdxl, regions, layers="input.4")
 
 
 def test_local_prompt_projections_follow_the_weights_between_runs(comfy, pack):
