@@ -96,6 +96,12 @@ class ComfyHarness:
             import sys
             # ComfyUI's utils package first, as main.py does: nodes.py puts comfy/ (with comfy/utils.py)
             # first on sys.path, and server.py then imports utils.install_util
+            stale = sys.modules.get("utils")
+            if stale is not None and not hasattr(stale, "__path__"):  # comfy/utils.py imported as "utils" first
+                del sys.modules["utils"]
+            if str(self.comfy_dir) in sys.path:
+                sys.path.remove(str(self.comfy_dir))
+            sys.path.insert(0, str(self.comfy_dir))
             import utils  # noqa: F401
             import nodes
             import server
