@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import gc
+import os
 import sys
 import time
 from pathlib import Path
@@ -53,12 +54,16 @@ def rss_mib() -> tuple[float, float]:
 
 _MODULE_MEMORY: list[tuple[str, float, float, float]] = []  # (test file, RSS after it, peak so far, seconds)
 _module_started = [time.time()]
+_RSS_LOG = os.environ.get("ATELIER_RSS_LOG")
 
 
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_protocol(item, nextitem):
     """After the last test of each file (its module fixtures torn down): the process's RSS and peak."""
     yield
+    if _RSS_LOG:  # ATELIER_RSS_LOG=path: one line per test (RSS, peak, test id), to find what grows
+        with open(_RSS_LOG, "a") as log:
+            log.write("%8.0f %8.0f  %s\n" % (*rss_mib(), item.nodeid))
     if nextitem is None or nextitem.path != item.path:
         rss, peak = rss_mib()
         _MODULE_MEMORY.append((item.nodeid.split("::")[0], rss, peak, time.time() - _module_started[0]))

@@ -2,6 +2,16 @@
 import pytest
 
 
+@pytest.fixture(scope="session", autouse=True)
+def no_autograd():
+    """As ComfyUI runs every node (under torch.inference_mode): tests that call nodes, models and encoders
+    directly would otherwise record autograd graphs, whose saved activations and weights outlive the test
+    (C++-held, out of the garbage collector's reach): 2-3 GB per tiny-SDXL or CLIP-vision file on 2026-12-03."""
+    import torch
+    with torch.no_grad():
+        yield
+
+
 @pytest.fixture(scope="module", autouse=True)
 def free_models_after_the_file():
     yield
