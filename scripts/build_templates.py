@@ -77,11 +77,13 @@ def layout(name: str, api: dict) -> tuple[dict, list, dict]:
     return positions, groups, note_box
 
 
-def declare_models(ui: dict):
+def declare_models(ui: dict, own: dict | None = None):
+    """``own``: the template's own downloads of files other templates name too (SPECS "models")."""
+    models = {**MODELS, **(own or {})}
     for node in ui["nodes"]:
-        named = [v for v in node.get("widgets_values", []) if isinstance(v, str) and v in MODELS]
+        named = [v for v in node.get("widgets_values", []) if isinstance(v, str) and v in models]
         if named:
-            node["properties"]["models"] = [{"name": v, **MODELS[v]} for v in named]
+            node["properties"]["models"] = [{"name": v, **models[v]} for v in named]
 
 
 def build(name: str) -> dict:
@@ -92,7 +94,7 @@ def build(name: str) -> dict:
     if missing:
         raise SystemExit(f"{name}: nodes {missing} are in no group of template_specs.SPECS")
     ui = convert(api, {**positions, "groups": groups})
-    declare_models(ui)
+    declare_models(ui, SPECS[name].get("models"))
     note_id = ui["last_node_id"] + 1
     x, y, w, h = note_box
     ui["nodes"].append({"id": note_id, "type": "MarkdownNote", "title": "Read me first", "pos": [x, y],

@@ -22,7 +22,10 @@ SHORT = {"sd_xl_base_1.0.safetensors": "SDXL base 1.0", "v1-5-pruned-emaonly-fp1
          "clip_vision_h.safetensors": "CLIP vision H", "control_v11f1e_sd15_tile_fp16.safetensors": "ControlNet tile",
          "lcm-lora-sdv1-5.safetensors": "LCM-LoRA", "flux1-dev.safetensors": "FLUX.1 dev",
          "clip_l.safetensors": "CLIP-L", "t5xxl_fp8_e4m3fn.safetensors": "T5-XXL fp8", "ae.safetensors": "Flux VAE",
-         "z_image_turbo_bf16.safetensors": "Z-Image Turbo", "qwen_3_4b.safetensors": "Qwen3-4B"}
+         "z_image_turbo_bf16.safetensors": "Z-Image Turbo", "qwen_3_4b.safetensors": "Qwen3-4B",
+         "qwen_image_fp8_e4m3fn.safetensors": "Qwen-Image", "qwen_2.5_vl_7b_fp8_scaled.safetensors": "Qwen2.5-VL 7B",
+         "qwen_image_vae.safetensors": "Qwen-Image VAE", "flux-2-klein-4b.safetensors": "FLUX.2 klein 4B",
+         "flux2-vae.safetensors": "FLUX.2 VAE"}
 
 
 def font(size: int):

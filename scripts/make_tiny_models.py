@@ -33,7 +33,15 @@ from tiny_models.lumina import z_image_artifacts  # noqa: E402
 from tiny_models.qwen3_text import qwen3_text_artifacts  # noqa: E402
 
 tiny_models.ARTIFACTS.update(z_image_artifacts())  # tiny Z-Image (issue 17)
-tiny_models.ARTIFACTS.update(qwen3_text_artifacts())  # tiny Qwen3 text encoder (Z-Image template)
+tiny_models.ARTIFACTS.update(qwen3_text_artifacts())  # tiny Qwen3 text encoders (Z-Image, FLUX.2 klein templates)
+from tiny_models.qwen_image import qwen_image_artifacts  # noqa: E402
+from tiny_models.qwen_image_parts import qwen_image_part_artifacts  # noqa: E402
+from tiny_models.flux2 import flux2_artifacts, flux2_vae_artifacts  # noqa: E402
+
+tiny_models.ARTIFACTS.update(qwen_image_artifacts())  # tiny Qwen-Image (its template)
+tiny_models.ARTIFACTS.update(qwen_image_part_artifacts())  # tiny Qwen2.5-VL text encoder + Wan 2.1 VAE (Qwen-Image template)
+tiny_models.ARTIFACTS.update(flux2_artifacts())  # tiny FLUX.2 klein (its template)
+tiny_models.ARTIFACTS.update(flux2_vae_artifacts())  # tiny FLUX.2 VAE (klein template)
 
 
 def header_ok(path: Path) -> bool:

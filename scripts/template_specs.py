@@ -40,7 +40,27 @@ MODELS = {  # file name as the loader shows it -> where ComfyUI's missing-models
     "ae.safetensors": {
         "url": HF + "Comfy-Org/Lumina_Image_2.0_Repackaged/resolve/main/split_files/vae/ae.safetensors",
         "directory": "vae"},
+    # as ComfyUI's own Qwen-Image template (Comfy-Org/workflow_templates templates/image_qwen_image.json)
+    "qwen_image_fp8_e4m3fn.safetensors": {
+        "url": HF + "Comfy-Org/Qwen-Image_ComfyUI/resolve/main/split_files/diffusion_models/qwen_image_fp8_e4m3fn.safetensors",
+        "directory": "diffusion_models"},
+    "qwen_2.5_vl_7b_fp8_scaled.safetensors": {
+        "url": HF + "Comfy-Org/Qwen-Image_ComfyUI/resolve/main/split_files/text_encoders/qwen_2.5_vl_7b_fp8_scaled.safetensors",
+        "directory": "text_encoders"},
+    "qwen_image_vae.safetensors": {
+        "url": HF + "Comfy-Org/Qwen-Image_ComfyUI/resolve/main/split_files/vae/qwen_image_vae.safetensors",
+        "directory": "vae"},
+    # as ComfyUI's own FLUX.2 klein template (templates/image_flux2_klein_text_to_image.json)
+    "flux-2-klein-4b.safetensors": {
+        "url": HF + "Comfy-Org/flux2-klein/resolve/main/split_files/diffusion_models/flux-2-klein-4b.safetensors",
+        "directory": "diffusion_models"},
+    "flux2-vae.safetensors": {
+        "url": HF + "Comfy-Org/flux2-dev/resolve/main/split_files/vae/flux2-vae.safetensors", "directory": "vae"},
 }
+# a template's own download of a file another template names too (its SPECS entry's "models")
+KLEIN_QWEN3 = {"qwen_3_4b.safetensors": {
+    "url": HF + "Comfy-Org/flux2-klein/resolve/main/split_files/text_encoders/qwen_3_4b.safetensors",
+    "directory": "text_encoders"}}
 
 SDXL_MODEL = "- `sd_xl_base_1.0.safetensors` in `models/checkpoints`"
 SD15_MODEL = "- `v1-5-pruned-emaonly-fp16.safetensors` in `models/checkpoints`"
@@ -56,6 +76,14 @@ needed."""
 Z_IMAGE_MODELS = """- `z_image_turbo_bf16.safetensors` in `models/diffusion_models` (Z-Image Turbo)
 - `qwen_3_4b.safetensors` in `models/text_encoders` (Qwen3-4B, loaded with type lumina2)
 - `ae.safetensors` in `models/vae` (the Flux.1 autoencoder)"""
+
+QWEN_IMAGE_MODELS = """- `qwen_image_fp8_e4m3fn.safetensors` in `models/diffusion_models` (Qwen-Image)
+- `qwen_2.5_vl_7b_fp8_scaled.safetensors` in `models/text_encoders` (Qwen2.5-VL 7B, loaded with type qwen_image)
+- `qwen_image_vae.safetensors` in `models/vae`"""
+
+KLEIN_MODELS = """- `flux-2-klein-4b.safetensors` in `models/diffusion_models` (FLUX.2 klein 4B, distilled)
+- `qwen_3_4b.safetensors` in `models/text_encoders` (Qwen3-4B, loaded with type flux2)
+- `flux2-vae.safetensors` in `models/vae` (the FLUX.2 autoencoder)"""
 
 SPECS = {
     "aesthetic_mix": {
@@ -318,6 +346,61 @@ ModelSamplingAuraFlow shift 3, as ComfyUI's own Z-Image Turbo template.
             {"width": 380, "groups": [("Prompts (change first)", ["6", "7"]), ("Image size", ["8"])]},
             {"groups": [("Atelier: StyleAligned", ["5"])]},
             {"groups": [("Sample and save", ["9", "10", "11"])]},
+        ],
+    },
+    "qwen_image_regional_layout": {
+        "note": f"""
+## Regional layout (Qwen-Image)
+Boxes put each local prompt in its place: in Qwen-Image's joint attention the image tokens inside a box
+also attend to that box's prompt tokens, with the box's weight curve over the steps. Draw the boxes in
+the *Regions* editor (drag on empty space to add, drag to move, the corner to resize, Delete removes).
+*Region: cloud* is the same as one node with a step curve.
+
+**Change first:** the full prompt, the boxes and their prompts.
+
+**Must match:** the editor's aspect (`width`/`height` in its JSON) = the latent's aspect.
+
+Sampling as ComfyUI's own Qwen-Image template: 20 steps, cfg 4 with a negative prompt, euler / simple,
+ModelSamplingAuraFlow shift 3.5, 1328 x 1328.
+
+**Models** ({MISSING})
+{QWEN_IMAGE_MODELS}
+""",
+        "note_height": 560,
+        "columns": [
+            {"groups": [("Models", ["1", "2", "3", "4"])]},
+            {"width": 380, "groups": [("Prompts (change first)", ["5", "6", "7"]), ("Image size", ["11"])]},
+            {"width": 420, "groups": [("Atelier: regions", ["8", "9", "10"])]},
+            {"groups": [("Sample and save", ["12", "13", "14"])]},
+        ],
+    },
+    "flux2_klein_style_aligned_set": {
+        "note": f"""
+## StyleAligned set (FLUX.2 klein)
+One image per line of *Batch Prompts*, all in one style: in every joint attention block the image tokens
+of each image also attend to the first image's image tokens (row 0 is the style reference), after AdaIN
+gives their queries/keys row 0's statistics. Text tokens are untouched. Needs ComfyUI with FLUX.2 klein.
+
+**Change first:** the prompts (one per line) and the `style` words appended to every line.
+
+**Must match:** *Flux2Scheduler*'s `width`/`height` = the latent's (the schedule's shift follows the size).
+
+Sampling as ComfyUI's own FLUX.2 klein template (distilled 4B): 4 steps, CFGGuider cfg 1 (the negative
+is unused), euler, Flux2Scheduler. For klein base 4B: 20 steps, cfg 5.
+
+**Not on FLUX.2:** `share_group_norm` (a transformer has no GroupNorm; refused with a message).
+
+**Models** ({MISSING})
+{KLEIN_MODELS}
+""",
+        "note_height": 560,
+        "models": KLEIN_QWEN3,
+        "columns": [
+            {"groups": [("Models", ["1", "2", "3"])]},
+            {"width": 380, "groups": [("Prompts (change first)", ["5", "6"]), ("Image size", ["7"])]},
+            {"groups": [("Atelier: StyleAligned", ["4"])]},
+            {"groups": [("Sampler", ["8", "9", "10", "11"])]},
+            {"groups": [("Sample and save", ["12", "13", "14"])]},
         ],
     },
 }

@@ -9,8 +9,10 @@ swap changes only the class and the file names.
   heads of 128 channels; the tiny Flux overrides them, see tiny_models/dit.py).
 - TestBedDualCLIPLoader: DualCLIPLoader for the tiny Flux text encoders (ComfyUI builds T5 at
   XXL size from a fixed config; see tiny_models/flux_text.py).
-- TestBedCLIPLoader: CLIPLoader for the tiny Qwen3 text encoder of Z-Image (type lumina2; ComfyUI
-  builds Qwen3-4B from a fixed full-size config; see tiny_models/qwen3_text.py).
+- TestBedCLIPLoader: CLIPLoader for the tiny single-file text encoders ComfyUI builds from fixed
+  full-size configs: Qwen3-4B of Z-Image (type lumina2) and of FLUX.2 klein (type flux2; see
+  tiny_models/qwen3_text.py), Qwen2.5-VL 7B of Qwen-Image (type qwen_image; tiny_models/qwen_image_parts.py).
+  The stand-in is picked by the file's metadata ``kind``, as ComfyUI picks the encoder by its keys.
 """
 from __future__ import annotations
 
@@ -25,7 +27,8 @@ import folder_paths  # noqa: E402
 
 from tiny_models.dit import load_tiny_dit  # noqa: E402
 from tiny_models.flux_text import load_tiny_flux_clip  # noqa: E402
-from tiny_models.qwen3_text import load_tiny_qwen3_clip  # noqa: E402
+from tiny_models.qwen3_text import KLEIN_TEXT, QWEN3_TEXT, load_tiny_klein_clip, load_tiny_qwen3_clip  # noqa: E402
+from tiny_models.qwen_image_parts import QWEN25VL_TEXT, load_tiny_qwen_image_clip  # noqa: E402
 
 CATEGORY = "atelier test bed"
 
@@ -62,8 +65,20 @@ class TestBedDualCLIPLoader:
         return (load_tiny_flux_clip(paths, folder_paths.get_folder_paths("embeddings")),)
 
 
+# metadata kind of a tiny text encoder -> (the CLIPLoader type it stands in for, its loader)
+TINY_TEXT_ENCODERS = {QWEN3_TEXT: ("lumina2", load_tiny_qwen3_clip), KLEIN_TEXT: ("flux2", load_tiny_klein_clip),
+                      QWEN25VL_TEXT: ("qwen_image", load_tiny_qwen_image_clip)}
+
+
+def file_kind(path) -> str:
+    from safetensors import safe_open
+    with safe_open(str(path), framework="pt") as f:
+        return (f.metadata() or {}).get("kind", "")
+
+
 class TestBedCLIPLoader:
-    DESCRIPTION = "Test bed only: CLIPLoader (type lumina2) for the tiny Qwen3 text encoder of Z-Image."
+    DESCRIPTION = ("Test bed only: CLIPLoader for the tiny text encoders of Z-Image (lumina2), Qwen-Image "
+                   "(qwen_image) and FLUX.2 klein (flux2).")
     RETURN_TYPES = ("CLIP",)
     FUNCTION = "load"
     CATEGORY = CATEGORY
@@ -71,12 +86,18 @@ class TestBedCLIPLoader:
     @classmethod
     def INPUT_TYPES(cls):
         return {"required": {"clip_name": (folder_paths.get_filename_list("text_encoders"),),
-                             "type": (["lumina2"],)},
+                             "type": (["lumina2", "qwen_image", "flux2"],)},  # lumina2 first: saved graphs keep it
                 "optional": {"device": (["default", "cpu"],)}}
 
     def load(self, clip_name, type, device="default"):
         path = folder_paths.get_full_path_or_raise("text_encoders", clip_name)
-        return (load_tiny_qwen3_clip(path, folder_paths.get_folder_paths("embeddings")),)
+        kind = file_kind(path)
+        if kind not in TINY_TEXT_ENCODERS:
+            raise ValueError(f"{clip_name}: not a tiny test-bed text encoder (metadata kind {kind!r})")
+        wanted, loader = TINY_TEXT_ENCODERS[kind]
+        if type != wanted:
+            raise ValueError(f"{clip_name} stands in for CLIPLoader type {wanted}, not {type}")
+        return (loader(path, folder_paths.get_folder_paths("embeddings")),)
 
 
 NODE_CLASS_MAPPINGS = {

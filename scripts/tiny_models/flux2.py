@@ -13,6 +13,16 @@ width / 128). The tiny model overrides exactly ``num_heads`` and ``axes_dim`` (2
 Text: :func:`random_conditioning` stands in for Qwen3 (klein) / Mistral Small (dev): 48-wide tokens
 (the real encoders stack 3 hidden layers: 7680 / 12288 / 15360), no pooled output.
 :func:`with_reference_latents` adds what ReferenceLatent adds for an edit (``reference_latents``).
+The klein template's text encoder stand-in is tiny_models/qwen3_text.py's ``KLEIN_TEXT`` (3 x 16 = 48).
+
+VAE (``FLUX2_VAE``, for ``flux2-vae.safetensors``): the real FLUX.2 VAE's layout (an AutoencoderKL of 32
+channels with the batch-norm latent ComfyUI's VAELoader detects from ``bn.running_mean``: 128 latent
+channels in 2 x 2 patches, 16 px per latent position). ComfyUI 0.33.0 reads the decoder's width from
+the keys, so the decoder is small (base width 32, the least GroupNorm(32) takes); the encoder keeps the width VAELoader builds it at
+(128; ~34 M parameters, stored fp16, unused by text-to-image). ComfyUI 0.3.75 builds the decoder at full
+width too, so the file loads on 0.33.0 only, as klein runs there only; the keys are laid out from
+ComfyUI's Encoder / Decoder classes, which both versions have, so the shared models folder builds it
+from either.
 """
 from __future__ import annotations
 
@@ -26,6 +36,8 @@ from .dit import DIFFUSION_MODELS, detected_config, load_tiny_dit, scaled, to_fi
 from .fill import TINY_VERSION, SeededFiller
 
 FLUX2 = "atelier_tiny_flux2.safetensors"
+FLUX2_VAE = "atelier_tiny_flux2_vae.safetensors"
+VAE_SEED = 2203
 KIND = "Flux2"
 SEED = 2201
 VERSION = "1"  # metadata atelier_flux2_version; bump when the tiny model changes
@@ -110,9 +122,65 @@ def with_reference_latents(conditioning: list, latents: list) -> list:
     return out
 
 
+VAE_DECODER_CH = 32  # the smallest GroupNorm(32) allows
+# sd.py's default AutoencoderKL ddconfig at FLUX.2's 32 channels
+FLUX2_VAE_DDCONFIG = {"double_z": True, "z_channels": 32, "resolution": 256, "in_channels": 3, "out_ch": 3, "ch": 128,
+                      "ch_mult": [1, 2, 4, 4], "num_res_blocks": 2, "attn_resolutions": [], "dropout": 0.0}
+
+
+def _vae_meta_state_dict() -> dict:
+    """Keys and shapes of the tiny FLUX.2 VAE, from ComfyUI's Encoder / Decoder classes on the meta device."""
+    from comfy.ldm.modules.diffusionmodules.model import Decoder, Encoder
+    z = FLUX2_VAE_DDCONFIG["z_channels"]
+    with torch.device("meta"):
+        sd = {f"encoder.{k}": v for k, v in Encoder(**FLUX2_VAE_DDCONFIG).state_dict().items()}
+        sd.update({f"decoder.{k}": v for k, v in Decoder(**dict(FLUX2_VAE_DDCONFIG, ch=VAE_DECODER_CH)).state_dict().items()})
+        sd.update({"quant_conv.weight": torch.empty(2 * z, 2 * z, 1, 1), "quant_conv.bias": torch.empty(2 * z),
+                   "post_quant_conv.weight": torch.empty(z, z, 1, 1), "post_quant_conv.bias": torch.empty(z),
+                   "bn.running_mean": torch.empty(4 * z), "bn.running_var": torch.empty(4 * z),
+                   "bn.num_batches_tracked": torch.empty((), dtype=torch.long)})
+    return sd
+
+
+def build_flux2_vae(path, name: str | None = None) -> dict:
+    from pathlib import Path
+    import comfy.utils
+    path = Path(path)
+    sd = SeededFiller(VAE_SEED, torch.float16).fill(_vae_meta_state_dict())
+    sd["bn.running_mean"] = torch.zeros_like(sd["bn.running_mean"])  # running_var stays 1
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    comfy.utils.save_torch_file({k: v.contiguous() for k, v in sd.items()}, str(tmp),
+                                metadata={"atelier_tiny": TINY_VERSION, "kind": FLUX2_VAE})
+    tmp.replace(path)
+    params = sum(v.numel() for v in sd.values())
+    logging.info("built %s (%.2f M params)", path, params / 1e6)
+    return {"kind": FLUX2_VAE, "params": params}
+
+
+def verify_flux2_vae(path, full: bool = False) -> dict:
+    import comfy.utils
+    sd = comfy.utils.load_torch_file(str(path), safe_load=True)
+    want = _vae_meta_state_dict()
+    if set(want) - set(sd) or any(tuple(sd[k].shape) != tuple(v.shape) for k, v in want.items()):
+        raise ValueError(f"{path}: keys or shapes differ from the tiny FLUX.2 VAE it should be")
+    from .qwen3_text import klein_available
+    if full and klein_available():  # 0.33.0 reads the decoder's width from the keys; 0.3.75 cannot load it
+        import comfy.sd
+        vae = comfy.sd.VAE(sd=sd)
+        if vae.latent_channels != LATENT_CHANNELS or vae.upscale_ratio != DOWNSCALE:
+            raise ValueError(f"{path}: ComfyUI's VAE sees {vae.latent_channels} channels at {vae.upscale_ratio}x")
+    return {"kind": FLUX2_VAE}
+
+
 def flux2_artifacts() -> dict:
     """ARTIFACTS entry (subfolder, builder, verifier) of the tiny FLUX.2."""
     return {FLUX2: (DIFFUSION_MODELS, build_flux2, verify_flux2)}
+
+
+def flux2_vae_artifacts() -> dict:
+    """ARTIFACTS entry of the tiny FLUX.2 VAE (the klein template's)."""
+    return {FLUX2_VAE: ("vae", build_flux2_vae, verify_flux2_vae)}
 
 
 def bench_family():

@@ -1,5 +1,5 @@
-"""Tiny stand-in for Z-Image's text encoder, Qwen3-4B (``qwen_3_4b.safetensors``, CLIPLoader type
-lumina2).
+"""Tiny stand-ins for Qwen3-4B (``qwen_3_4b.safetensors``), the text encoder of Z-Image (CLIPLoader type
+lumina2) and of FLUX.2 klein 4B (CLIPLoader type flux2).
 
 ComfyUI's CLIPLoader detects Qwen3-4B from the file's keys and builds ``comfy.text_encoders.z_image``'s
 ``ZImageTEModel`` (``llama.Qwen3_4B``) from a fixed full-size config (2560 wide, 36 layers), which these
@@ -10,6 +10,14 @@ real Qwen2 BPE tokenizer and the chat template), and ``comfy.sd.CLIP`` loading t
 second-to-last layer); ``width`` must
 equal the tiny Z-Image's caption width (``cap_feat_dim``). The test-bed node ``TestBedCLIPLoader``
 (scripts/test_bed_nodes) builds it.
+
+FLUX.2 klein (ComfyUI 0.33.0; 0.3.75 has no klein): ComfyUI's ``Flux2TEModel`` over its klein
+``Qwen3_4BModel``, which stacks three hidden layers (9, 18, 27 of 36) into one 3 x 2560-wide token.
+The stand-in (``KLEIN_TEXT``) is the same Qwen3 at width 16 with 3 layers, all three stacked (3 x 16 =
+48 = the tiny FLUX.2's ``context_in_dim``), with ComfyUI's ``KleinTokenizer`` (the real Qwen2 BPE,
+padded to 512 tokens, and klein's chat template). Its file holds the same keys as the Z-Image stand-in's,
+so it builds on both ComfyUI versions; only loading it needs klein's classes. Which stand-in a file is
+reads from its metadata ``kind``.
 """
 from __future__ import annotations
 
@@ -52,6 +60,43 @@ def tiny_qwen3_text_encoder_class(width: int = WIDTH):
     return TinyZImageTextEncoder
 
 
+KLEIN_TEXT = "atelier_tiny_qwen3_4b_klein.safetensors"
+KLEIN_SEED = 2602
+KLEIN_WIDTH = 16  # x 3 stacked layers = 48 = the tiny FLUX.2's context_in_dim
+KLEIN_LAYERS = [0, 1, 2]  # the hidden layers klein stacks (ComfyUI's [9, 18, 27] of 36)
+
+
+def tiny_klein_text_encoder_class(width: int = KLEIN_WIDTH):
+    """ComfyUI's klein text encoder (Flux2TEModel over its Qwen3_4BModel) with Qwen3 at a tiny width."""
+    import comfy.sd1_clip as sd1_clip
+    import comfy.text_encoders.llama
+    from comfy.text_encoders import flux
+    config = dict(TINY_QWEN3, hidden_size=width)
+
+    class TinyKleinQwen3Model(flux.Qwen3_4BModel):
+        def __init__(self, device="cpu", layer=list(KLEIN_LAYERS), layer_idx=None, dtype=None, attention_mask=True,
+                     model_options={}):
+            sd1_clip.SDClipModel.__init__(self, device=device, layer=layer, layer_idx=layer_idx,
+                                          textmodel_json_config=dict(config), dtype=dtype,
+                                          special_tokens={"pad": 151643}, layer_norm_hidden_state=False,
+                                          model_class=comfy.text_encoders.llama.Qwen3_4B,
+                                          enable_attention_masks=attention_mask,
+                                          return_attention_masks=attention_mask, model_options=model_options)
+
+    class TinyKleinTextEncoder(flux.Flux2TEModel):
+        def __init__(self, device="cpu", dtype=None, model_options={}):
+            super().__init__(device=device, dtype=dtype, name="qwen3_4b", model_options=model_options,
+                             clip_model=TinyKleinQwen3Model)
+
+    return TinyKleinTextEncoder
+
+
+def klein_available() -> bool:
+    """Whether this ComfyUI has FLUX.2 klein's text encoder (0.33.0 does, 0.3.75 does not)."""
+    import comfy.text_encoders.flux as flux
+    return hasattr(flux, "klein_te") and hasattr(flux, "KleinTokenizer")
+
+
 def tiny_qwen3_clip_target(width: int = WIDTH):
     from comfy.text_encoders.z_image import ZImageTokenizer
 
@@ -69,20 +114,26 @@ def _meta_state_dict(width: int = WIDTH) -> dict:
     return encoder.qwen3_4b.transformer.state_dict()
 
 
+# kind (file name) -> (seed, width) of each Qwen3 stand-in
+VARIANTS = {QWEN3_TEXT: (SEED, WIDTH), KLEIN_TEXT: (KLEIN_SEED, KLEIN_WIDTH)}
+
+
 def build_qwen3_text(path, name: str | None = None) -> dict:
     from pathlib import Path
     import comfy.utils
     path = Path(path)
-    sd = SeededFiller(SEED, torch.float32).fill(_meta_state_dict())
+    kind = name or path.name
+    seed, width = VARIANTS[kind]
+    sd = SeededFiller(seed, torch.float32).fill(_meta_state_dict(width))
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
     comfy.utils.save_torch_file({k: v.contiguous() for k, v in sd.items()}, str(tmp),
-                                metadata={"atelier_tiny": TINY_VERSION, "kind": QWEN3_TEXT,
-                                          "atelier_width": str(WIDTH)})
+                                metadata={"atelier_tiny": TINY_VERSION, "kind": kind,
+                                          "atelier_width": str(width)})
     tmp.replace(path)
     params = sum(v.numel() for v in sd.values())
     logging.info("built %s (%.2f M params)", path, params / 1e6)
-    return {"kind": QWEN3_TEXT, "params": params}
+    return {"kind": kind, "params": params}
 
 
 def verify_qwen3_text(path, full: bool = False) -> dict:
@@ -90,10 +141,10 @@ def verify_qwen3_text(path, full: bool = False) -> dict:
     import comfy.utils
     path = Path(path)
     sd = comfy.utils.load_torch_file(str(path), safe_load=True)
-    want = _meta_state_dict()
+    want = _meta_state_dict(VARIANTS[path.name][1])
     if set(want) - set(sd) or any(tuple(sd[k].shape) != tuple(v.shape) for k, v in want.items()):
         raise ValueError(f"{path}: keys or shapes differ from the tiny Qwen3 text encoder it should be")
-    return {"kind": QWEN3_TEXT}
+    return {"kind": path.name}
 
 
 def load_tiny_qwen3_clip(path, embedding_directory=None):
@@ -109,5 +160,27 @@ def load_tiny_qwen3_clip(path, embedding_directory=None):
     return clip
 
 
+def load_tiny_klein_clip(path, embedding_directory=None):
+    """comfy.sd.CLIP of the tiny klein text encoder (ComfyUI 0.33.0), loaded with ``load_sd`` as
+    CLIPLoader does."""
+    import comfy.sd
+    import comfy.utils
+    from comfy.text_encoders.flux import KleinTokenizer
+
+    class Target:
+        clip = tiny_klein_text_encoder_class()
+        tokenizer = KleinTokenizer
+        params = {}
+
+    sd = comfy.utils.load_torch_file(str(path), safe_load=True)
+    clip = comfy.sd.CLIP(Target, embedding_directory=embedding_directory,
+                         parameters=comfy.utils.calculate_parameters(sd))
+    missing, _ = clip.load_sd(sd)
+    if missing:
+        raise ValueError(f"tiny klein text encoder: missing weights {missing[:5]}")
+    return clip
+
+
 def qwen3_text_artifacts() -> dict:
-    return {QWEN3_TEXT: ("text_encoders", build_qwen3_text, verify_qwen3_text)}
+    return {QWEN3_TEXT: ("text_encoders", build_qwen3_text, verify_qwen3_text),
+            KLEIN_TEXT: ("text_encoders", build_qwen3_text, verify_qwen3_text)}

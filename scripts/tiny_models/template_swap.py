@@ -3,15 +3,17 @@ ControlNet, LoRA) and the pictures a user loads; the tests and `make demo` run t
 stand-ins in the test bed instead. :func:`for_test_bed` is that one rewrite, in API format:
 
 - every model file a loader names -> the tiny model of the same kind and family (Flux.1's diffusion
-  model, text encoders and VAE too); with ``fast`` (the
+  model, text encoders and VAE too; a file two families load under different CLIPLoader types, as
+  ``qwen_3_4b`` for Z-Image and FLUX.2 klein, by its type: ``TYPED_TINY_MODELS``); with ``fast`` (the
   default) the SDXL files -> their SD1.5 stand-ins instead (the tiny SDXL samples at ~20 s a step on a
   shared 2-core CPU; node-level SDXL coverage lives in tests/comfy, and one slow e2e test runs an SDXL
   template on the tiny SDXL);
 - UNETLoader / DualCLIPLoader / CLIPLoader -> the test-bed loaders of the same inputs (scripts/test_bed_nodes):
-  ComfyUI's own cannot build the tiny DiTs (detection pins full-size heads) nor a tiny T5 or Qwen3
-  (the text loaders build them at full size); VAELoader, the samplers and every Atelier node stay ComfyUI's;
+  ComfyUI's own cannot build the tiny DiTs (detection pins full-size heads) nor a tiny T5, Qwen3 or
+  Qwen2.5-VL (the text loaders build them at full size); VAELoader, the samplers and every Atelier node
+  stay ComfyUI's;
 - every image a LoadImage names -> the test bed's reference or content picture;
-- every latent / image size -> ``size`` px (the tiny models' scale), every ``steps`` -> about a fifth
+- every latent / image size (and a size-aware scheduler's) -> ``size`` px (the tiny models' scale), every ``steps`` -> about a fifth
   (one map for all nodes, so steps that must match between inversion and regeneration still match).
 
 A name the map does not know raises ``KeyError``: a new template must add its files here.
@@ -27,8 +29,11 @@ from .content_image import CONTENT_IMAGE
 from .controlnet import SD15_CONTROLNET
 from .dit import FLUX
 from .flux_text import FLUX_CLIP_L, FLUX_T5, FLUX_VAE
+from .flux2 import FLUX2, FLUX2_VAE
 from .lumina import Z_IMAGE
-from .qwen3_text import QWEN3_TEXT
+from .qwen3_text import KLEIN_TEXT, QWEN3_TEXT
+from .qwen_image import QWEN_IMAGE
+from .qwen_image_parts import QWEN25VL_TEXT, QWEN_IMAGE_VAE
 from .ip_adapter import SD15_BASE as IP_ADAPTER_SD15, SDXL_BASE as IP_ADAPTER_SDXL
 from .reference_image import REFERENCE_IMAGE
 
@@ -46,6 +51,21 @@ TINY_MODELS = {
     "ae.safetensors": FLUX_VAE,
     "z_image_turbo_bf16.safetensors": Z_IMAGE,
     "qwen_3_4b.safetensors": QWEN3_TEXT,
+    "qwen_image_fp8_e4m3fn.safetensors": QWEN_IMAGE,
+    "qwen_2.5_vl_7b_fp8_scaled.safetensors": QWEN25VL_TEXT,
+    "qwen_image_vae.safetensors": QWEN_IMAGE_VAE,
+    "flux-2-klein-4b.safetensors": FLUX2,
+    "flux2-vae.safetensors": FLUX2_VAE,
+}
+# (file name, CLIPLoader type) -> stand-in, where one public file serves two families
+TYPED_TINY_MODELS = {("qwen_3_4b.safetensors", "flux2"): KLEIN_TEXT}
+# templates a test bed's ComfyUI cannot run: name -> (source file under the ComfyUI tree, text it must
+# contain, why)
+NEEDS_COMFYUI = {
+    "flux2_klein_style_aligned_set": (
+        "comfy/text_encoders/flux.py", "def klein_te",
+        "FLUX.2 klein (its Qwen3 text encoder under CLIPLoader type flux2) exists in ComfyUI 0.33.0 only; "
+        "this test bed's ComfyUI has no klein_te"),
 }
 TEST_BED_LOADERS = {"UNETLoader": "TestBedUNETLoader", "DualCLIPLoader": "TestBedDualCLIPLoader",
                     "CLIPLoader": "TestBedCLIPLoader"}
@@ -56,7 +76,7 @@ TEST_IMAGES = {
 }
 MODEL_INPUTS = ("ckpt_name", "lora_name", "clip_name", "control_net_name", "ipadapter_name", "unet_name",
                 "clip_name1", "clip_name2", "vae_name")
-SIZED_NODES = ("EmptyLatentImage", "EmptySD3LatentImage", "ImageScale")
+SIZED_NODES = ("EmptyLatentImage", "EmptySD3LatentImage", "EmptyFlux2LatentImage", "Flux2Scheduler", "ImageScale")
 TEST_SIZE = 256
 
 
@@ -73,7 +93,8 @@ def for_test_bed(prompt: dict, size: int = TEST_SIZE, fast: bool = True) -> dict
         inputs = node.get("inputs", {})
         for name in MODEL_INPUTS:
             if isinstance(inputs.get(name), str):
-                inputs[name] = _mapped(models, inputs[name], node_id, name)
+                typed = TYPED_TINY_MODELS.get((inputs[name], inputs.get("type")))
+                inputs[name] = typed or _mapped(models, inputs[name], node_id, name)
         node["class_type"] = TEST_BED_LOADERS.get(node.get("class_type"), node.get("class_type"))
         if node.get("class_type") == "LoadImage":
             inputs["image"] = _mapped(TEST_IMAGES, inputs["image"], node_id, "image")
@@ -84,6 +105,18 @@ def for_test_bed(prompt: dict, size: int = TEST_SIZE, fast: bool = True) -> dict
         if isinstance(inputs.get("steps"), int):
             inputs["steps"] = bed_steps(inputs["steps"])
     return out
+
+
+def unsupported(name: str, comfy_dir) -> str | None:
+    """Why the ComfyUI at ``comfy_dir`` cannot run template ``name`` (None when it can)."""
+    from pathlib import Path
+    need = NEEDS_COMFYUI.get(name)
+    if need is None:
+        return None
+    source = Path(comfy_dir) / need[0]
+    if source.is_file() and need[1] in source.read_text():
+        return None
+    return need[2]
 
 
 def _mapped(table: dict, value: str, node_id: str, name: str) -> str:
