@@ -100,9 +100,14 @@ def attach(model, *controls, node: str):
     return patched
 
 
-@functools.lru_cache(maxsize=256)
 def _selected(selection, keys: tuple) -> frozenset:
-    return selection.resolve(list(keys))
+    return _resolved(type(selection), selection.prefixes, selection.unshared_fraction, keys)
+
+
+@functools.lru_cache(maxsize=256)
+def _resolved(kind, prefixes: tuple, unshared_fraction: float, keys: tuple) -> frozenset:
+    # keyed by plain values: the memo never holds a control's own objects past its prompt
+    return kind(prefixes, unshared_fraction).resolve(list(keys))
 
 
 def apply_model_wrapper(executor, x, t, c_concat, c_crossattn, control, transformer_options, **kwargs):

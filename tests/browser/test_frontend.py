@@ -160,12 +160,11 @@ def describe(prompt: dict) -> list:
     return sorted((n["class_type"], json.dumps(n["inputs"], sort_keys=True)[:300]) for n in prompt.values())
 
 
-@pytest.mark.all_frontends
-@pytest.mark.parametrize("template", TEMPLATES, ids=lambda p: p.stem)
-def test_template_loads_and_converts_to_its_api_twin(frontend, template: Path):
+def assert_converts_to_its_api_twin(frontend, template: Path):
+    """The loaded template's node types are all known to the server and the frontend's API prompt of it
+    equals workflows/api/<name>.json (same nodes, inputs and links)."""
     twin_path = WORKFLOWS / "api" / template.name
     assert twin_path.exists(), f"{template.name} has no API twin at workflows/api/{template.name}"
-    frontend.load_workflow(json.loads(template.read_text()), template.name)
     missing = frontend.evaluate("window.app.graph.nodes.filter(n => !window.LiteGraph.registered_node_types[n.type])"
                                 ".map(n => n.type)")
     assert not missing, f"{template.name}: node types the server does not know: {missing}"
@@ -198,13 +197,15 @@ GROUP_TITLES = """() => (window.app.graph.groups ?? window.app.graph._groups).ma
 
 @pytest.mark.all_frontends
 @pytest.mark.parametrize("template", TEMPLATES, ids=lambda p: p.stem)
-def test_template_opens_without_overlapping_nodes(frontend, template: Path):
-    """The missing-models dialog offers every model the template declares (the test bed has none of the
-    public files); after the frontend has laid the nodes out (widgets may grow a node), no two overlap;
-    a screenshot of the whole template goes to .cache/screenshots/<frontend>/classic/."""
+def test_template_loads_converts_and_opens_without_overlapping_nodes(frontend, template: Path):
+    """Loaded in the classic canvas, the template converts to its API twin; the missing-models dialog offers
+    every model the template declares (the test bed has none of the public files); after the frontend has
+    laid the nodes out (widgets may grow a node), no two overlap; a screenshot of the whole template goes to
+    .cache/screenshots/<frontend>/classic/. (One load per template and frontend: the browser tier's time.)"""
     from tests.browser import views
     workflow = json.loads(template.read_text())
     frontend.load_workflow(workflow, template.name)
+    assert_converts_to_its_api_twin(frontend, template)
     time.sleep(1.0)
     dialog = frontend.evaluate(MISSING_MODELS)
     details = frontend.page.get_by_text("View details")

@@ -24,15 +24,11 @@ def free_models_after_the_file():
 # test bed (0.3.75) the in-process tier leaves out:
 # - a family's flow inversion and reference-image-mode runs (the slowest tests; the same pack code on both
 #   versions), while every family's invariants run on both;
-# - the families whose adapter reads the same block_type / block_index on both versions (Qwen-Image, FLUX.2,
-#   Chroma: their modules ran green on 0.3.75 on 2026-12-03); Z-Image / Lumina 2, whose layer is found
-#   differently on 0.3.75, runs there in full;
 # - tests marked slow (the tiny SDXL loads), the input-error tests of pack-only logic on the tiny SDXL, and
 #   the longest files whose code does not differ between the versions (listed below).
 NEWEST = "0.33.0"
 NEWEST_ONLY_TESTS = ("inversion", "reference_image_mode")
-NEWEST_ONLY_FILES = ("test_family_qwen_image.py", "test_family_flux2.py", "test_family_chroma.py",
-                     "test_prompt_and_width_errors.py",
+NEWEST_ONLY_FILES = ("test_prompt_and_width_errors.py",
                      # the longest version-independent files (2026-12-03, 0.3.75 tier: 410/176/148/128/122/61 s);
                      # their workflows still run over HTTP on 0.3.75 in the e2e tier
                      "test_all_in_one.py", "test_inversion.py", "test_creative_synth.py", "test_reference_cache.py",
