@@ -215,15 +215,16 @@ def print_timings(timings: dict):
         print(f"  {name:32s} {t:8.4f} s/step  x{tr:5.2f}   peak extra mem {m / 2**20:9.1f} MiB  x{mr:5.2f}")
 
 
-def compare(variants: dict, positive, negative, args, baseline: str = "vanilla", latent=None) -> dict:
+def compare(variants: dict, positive, negative, args, baseline: str = "vanilla", latent=None,
+            counts: bool = True) -> dict:
     """Run every variant once to warm up, then ``rounds`` interleaved rounds; print medians and ratios,
     then the exact per-step cost columns (FLOPs and aten operator calls vs the baseline). Returns
     {name: (time ratio, memory ratio)} (nothing with --counts-only or when the machine is too loaded
-    for timing: see :func:`too_loaded`) and "costs": {name: Costs}."""
+    for timing: see :func:`too_loaded`) and "costs": {name: Costs} (empty with ``counts=False``)."""
     from scripts.bench_counts import print_cost_table
     for model in variants.values():
         sample_once(model, positive, negative, args, latent)
-    costs = count_costs(variants, positive, negative, args, latent)
+    costs = count_costs(variants, positive, negative, args, latent) if counts else {}
     where = f"{args.model}{' full fp16' if args.full else ' tiny'} {args.size}px batch {args.batch} " \
             f"{args.steps} steps cfg {args.cfg} on {args.device}"
     if args.counts_only:
@@ -238,6 +239,7 @@ def compare(variants: dict, positive, negative, args, baseline: str = "vanilla",
     if timings is not None:
         print_timings(timings)
         result = {name: (tr, mr) for name, (_, _, tr, mr) in timings.items()}
-    print_cost_table(costs, args.steps, baseline)
+    if costs:
+        print_cost_table(costs, args.steps, baseline)
     result["costs"] = costs
     return result

@@ -9,6 +9,7 @@ per-step FLOPs and aten operator calls (see bench_counts).
                                              # the real SD1.5's op stream as a GPU runs it, counted on the CPU
     .venv/bin/python scripts/bench_style_aligned.py --peer /tmp/peer   # + brianfitzgerald/style_aligned_comfy
                                              # (a checkout outside this repo) in the same interleaved rounds
+    .venv/bin/python scripts/bench_style_aligned.py --peer /tmp/peer --timing-only   # just that comparison
 
 Timed figures (step time and peak extra memory vs vanilla, medians of interleaved rounds) are refused
 when the load average exceeds the core count; the exact counts always print. Each control's step time
@@ -42,6 +43,9 @@ def add_peer_argument(parser):
                         help="a checkout of brianfitzgerald/style_aligned_comfy: its StyleAlignedBatchAlign at the "
                              "settings matching these defaults (share_norm disabled, q+k, scale 1) runs as one more "
                              "variant, side by side in the same rounds (read from PATH; never part of this repo)")
+    parser.add_argument("--timing-only", action="store_true",
+                        help="the issue-19 comparison only: vanilla, defaults (and --peer) in timed rounds, no other "
+                             "variants and no FLOP/op counting (which takes longer than the rounds on two cores)")
 
 
 def peer_model(path: str, model):
@@ -71,6 +75,9 @@ def main():
     variants = {"vanilla": model, "style_aligned (defaults)": patched()}
     if args.peer:
         variants[PEER] = peer_model(args.peer, model)
+    if args.timing_only:
+        compare(variants, positive, negative, args, counts=False)
+        return
     variants.update({"style_aligned + shift": patched(shared_score_shift=0.693),
                      "style_aligned + shift + group norm": patched(shared_score_shift=0.693, share_group_norm=True)})
     result = compare(variants, positive, negative, args)
