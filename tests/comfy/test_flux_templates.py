@@ -56,18 +56,23 @@ def test_style_set_template_styles_rows_1_on_and_leaves_row_0(comfy):
         assert (styled[row] - vanilla[row]).abs().max() > 1e-3, f"row {row} not styled"
 
 
+def every_region_weight_zero(graph: dict, region: str = "8", boxes: str = "9") -> dict:
+    """A copy of a regional-layout template with the chained region's and every box's weights at 0."""
+    zero = copy.deepcopy(graph)
+    zero[region]["inputs"].update(weight=0.0, end_weight=0.0, weights="0")
+    layout = json.loads(zero[boxes]["inputs"]["regions_json"])
+    for box in layout["boxes"]:
+        box.update(weight=0.0, end_weight=0.0)
+    zero[boxes]["inputs"]["regions_json"] = json.dumps(layout)
+    return zero
+
+
 def test_regional_template_moves_the_image_and_weight_0_is_vanilla(comfy):
     graph = template("flux_regional_layout")
     vanilla = sampled(comfy, without(graph, "10", ["1", 0]), "12")
     assert (sampled(comfy, graph, "12") - vanilla).abs().max() > 1e-3
 
-    zero = copy.deepcopy(graph)
-    zero["8"]["inputs"].update(weight=0.0, end_weight=0.0, weights="0")
-    boxes = json.loads(zero["9"]["inputs"]["regions_json"])
-    for box in boxes["boxes"]:
-        box.update(weight=0.0, end_weight=0.0)
-    zero["9"]["inputs"]["regions_json"] = json.dumps(boxes)
-    torch.testing.assert_close(sampled(comfy, zero, "12"), vanilla, rtol=0, atol=0)
+    torch.testing.assert_close(sampled(comfy, every_region_weight_zero(graph), "12"), vanilla, rtol=0, atol=0)
 
 
 @pytest.mark.parametrize("name", ["flux_style_aligned_set", "flux_regional_layout"])
