@@ -23,6 +23,7 @@ COMFYUI_VERSION = os.environ.get("ATELIER_COMFYUI") or "0.3.75"
 if COMFYUI_VERSION not in TEST_BEDS:
     raise SystemExit(f"ATELIER_COMFYUI={COMFYUI_VERSION!r}: the test beds are {', '.join(TEST_BEDS)}")
 _tree, _base, FRONTEND_VERSION = TEST_BEDS[COMFYUI_VERSION]
+NEWEST_COMFYUI = list(TEST_BEDS)[-1]  # what runs on one test bed only (make test's time) runs on this one
 DEFAULT_COMFY = Path(os.environ.get("ATELIER_COMFY", CACHE_DIR / _tree))
 DEFAULT_BASE = Path(os.environ.get("ATELIER_BASE", CACHE_DIR / _base))
 # Newer frontends the browser tier also runs on that test bed (a second server per frontend, tests marked

@@ -26,7 +26,6 @@ def free_models_after_the_file():
 #   versions), while every family's invariants run on both;
 # - tests marked slow (the tiny SDXL loads), the input-error tests of pack-only logic on the tiny SDXL, and
 #   the longest files whose code does not differ between the versions (listed below).
-NEWEST = "0.33.0"
 NEWEST_ONLY_TESTS = ("inversion", "reference_image_mode")
 NEWEST_ONLY_FILES = ("test_prompt_and_width_errors.py",
                      # the longest version-independent files (2026-12-03, 0.3.75 tier: 410/176/148/128/122/61 s);
@@ -37,9 +36,9 @@ NEWEST_ONLY_FILES = ("test_prompt_and_width_errors.py",
 
 def pytest_collection_modifyitems(config, items):
     from tiny_models import env
-    if env.COMFYUI_VERSION == NEWEST:
+    if env.COMFYUI_VERSION == env.NEWEST_COMFYUI:
         return
-    skip = pytest.mark.skip(reason=f"runs on ComfyUI {NEWEST} only (time budget; tests/comfy/conftest.py says why)")
+    skip = pytest.mark.skip(reason=f"runs on ComfyUI {env.NEWEST_COMFYUI} only (time budget; tests/comfy/conftest.py says why)")
     for item in items:
         family_heavy = item.path.name.startswith("test_family_") and any(w in item.name for w in NEWEST_ONLY_TESTS)
         if family_heavy or item.path.name in NEWEST_ONLY_FILES or item.get_closest_marker("slow"):

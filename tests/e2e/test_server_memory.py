@@ -7,11 +7,11 @@ import json
 import pytest
 
 from tests.harness import api_workflows
+from tests.harness.paths import one_per_model
 from tiny_models.template_swap import for_test_bed
 
 ROUNDS = 2  # the first loads the models; the second must not add to the server's memory
 SIZE = 128  # px
-NEWEST = "0.33.0"  # a server that runs for days runs a current ComfyUI
 MAX_GROWTH_MIB = 300  # after the first round; a kept set of patched models would be far more (~0.3 GB each)
 
 
@@ -37,29 +37,11 @@ def round_of(workflow, round_index: int) -> dict:
     return graph
 
 
-def one_per_model(workflows: list) -> list:
-    """A workflow per diffusion model the shipped workflows load (each model family of the test bed once:
-    SD1.5, SDXL, Flux.1, FLUX.2 klein, Qwen-Image, Z-Image), preferring one whose reference cache can record
-    (a reference wired), then the most Atelier nodes; the rest run once in test_server.py. Keeps the soak
-    within make test's time."""
-    from tests.harness.paths import model_files
-    chosen = {}
-    for workflow in workflows:
-        graph = json.loads(workflow.read_text())
-        cached = any(isinstance(node["inputs"].get("reference"), list) for node in graph.values()
-                     if "reference_cache_mb" in node["inputs"])
-        atelier = (cached, sum(node["class_type"].startswith("Atelier") for node in graph.values()))
-        key = model_files(workflow)
-        if key not in chosen or atelier > chosen[key][0]:
-            chosen[key] = (atelier, workflow)
-    return [workflow for _, workflow in chosen.values()]
-
-
 @pytest.mark.slow
 def test_server_memory_stays_flat_while_workflows_are_requeued(comfy_server, tmp_path):
     from tiny_models import env
-    if env.COMFYUI_VERSION != NEWEST:
-        pytest.skip(f"the soak runs on the newest test bed ({NEWEST}) only, to keep make test within its time")
+    if env.COMFYUI_VERSION != env.NEWEST_COMFYUI:  # a server that runs for days runs a current ComfyUI
+        pytest.skip(f"the soak runs on the newest test bed ({env.NEWEST_COMFYUI}) only, to keep make test within its time")
     from run_workflow import run_prompt
     workflows = one_per_model(api_workflows())
     assert workflows, "no shipped API workflows"

@@ -1,6 +1,7 @@
 """Where things are: repo, test-bed ComfyUI, base directory with the tiny models."""
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
@@ -21,7 +22,6 @@ SD15_LORA = "atelier_tiny_sd15_lora.safetensors"
 
 def model_files(workflow: Path) -> tuple:
     """The diffusion model files an API workflow loads (checkpoint or UNet loaders)."""
-    import json
     graph = json.loads(workflow.read_text())
     return tuple(sorted(n["inputs"][k] for n in graph.values() for k in ("ckpt_name", "unet_name")
                         if isinstance(n.get("inputs", {}).get(k), str)))
@@ -34,6 +34,22 @@ def api_workflows() -> list[Path]:
     if not WORKFLOWS_API_DIR.is_dir():
         return []
     return sorted(WORKFLOWS_API_DIR.glob("*.json"), key=lambda p: (model_files(p), p.name))
+
+
+def one_per_model(workflows: list) -> list:
+    """A workflow per diffusion model the shipped workflows load (each model family of the test bed once:
+    SD1.5, SDXL, Flux.1, FLUX.2 klein, Qwen-Image, Z-Image), preferring one whose reference cache can record
+    (a reference wired), then the most Atelier nodes; the soak and the older test bed's e2e run these (make test's time)."""
+    chosen = {}
+    for workflow in workflows:
+        graph = json.loads(workflow.read_text())
+        cached = any(isinstance(node["inputs"].get("reference"), list) for node in graph.values()
+                     if "reference_cache_mb" in node["inputs"])
+        atelier = (cached, sum(node["class_type"].startswith("Atelier") for node in graph.values()))
+        key = model_files(workflow)
+        if key not in chosen or atelier > chosen[key][0]:
+            chosen[key] = (atelier, workflow)
+    return [workflow for _, workflow in chosen.values()]
 
 
 def comfy_available() -> bool:
