@@ -16,17 +16,15 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import logging
 
 import torch
 
-from .dit import DIFFUSION_MODELS, detected_config, load_tiny_dit, scaled
-from .fill import TINY_VERSION, SeededFiller
+from .dit import DIFFUSION_MODELS, build_detected_dit, detected_config, load_tiny_dit, scaled, verify_detected_dit
 
 CHROMA = "atelier_tiny_chroma.safetensors"
 KIND = "Chroma"
 SEED = 2301
-VERSION = "1"  # metadata atelier_chroma_version; bump when the tiny model changes
+VERSION_KEY = ("atelier_chroma_version", "1")  # bump the value when the tiny model changes
 WIDTH = 64
 TEXT_WIDTH = 32
 # detection pins 24 heads x 128 (axes 16 + 56 + 56), an approximator of 5120 hidden -> 3072 out
@@ -66,38 +64,11 @@ def _meta_state_dict() -> dict:
 
 
 def build_chroma(path, name: str | None = None) -> dict:
-    from pathlib import Path
-    import comfy.utils
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    meta = _meta_state_dict()
-    got = type(detected_config(meta, TINY_OVERRIDES)).__name__
-    if got != KIND:
-        raise ValueError(f"{path.name}: detected as {got}, expected {KIND}")
-    sd = {k: scaled(v).contiguous() for k, v in SeededFiller(SEED, torch.float32).fill(meta).items()}
-    tmp = path.with_suffix(".tmp")
-    comfy.utils.save_torch_file(sd, str(tmp), metadata={
-        "atelier_tiny": TINY_VERSION, "atelier_chroma_version": VERSION, "kind": KIND,
-        "atelier_dit_overrides": json.dumps(TINY_OVERRIDES)})
-    tmp.replace(path)
-    params = sum(v.numel() for v in sd.values())
-    logging.info("built %s (%s, %.2f M params)", path, KIND, params / 1e6)
-    return {"kind": KIND, "params": params}
+    return build_detected_dit(path, _meta_state_dict(), KIND, SEED, VERSION_KEY, TINY_OVERRIDES)
 
 
 def verify_chroma(path, full: bool = False) -> dict:
-    from safetensors import safe_open
-    with safe_open(str(path), framework="pt") as f:
-        metadata = f.metadata() or {}
-        shapes = {k: torch.empty(f.get_slice(k).get_shape(), device="meta") for k in f.keys()}
-    if metadata.get("atelier_chroma_version") != VERSION:
-        raise ValueError(f"{path}: tiny Chroma version {metadata.get('atelier_chroma_version')}, expected {VERSION}")
-    kind = type(detected_config(shapes, json.loads(metadata.get("atelier_dit_overrides", "{}")))).__name__
-    if kind != KIND:
-        raise ValueError(f"{path}: detected as {kind}, expected {KIND}")
-    if full:
-        load_tiny_dit(path)
-    return {"kind": kind}
+    return verify_detected_dit(path, KIND, VERSION_KEY, full)
 
 
 def random_conditioning(tokens: int = 8, seed: int = 0) -> list:

@@ -22,11 +22,12 @@ of the shapes the model takes (context_in_dim-wide tokens, a vec_in_dim pooled o
 from __future__ import annotations
 
 import json
-import logging
+from pathlib import Path
 
 import torch
 
-from .fill import LINEAR_STD, TINY_VERSION, SeededFiller
+from .files import file_metadata, load_file_keys, save_tiny
+from .fill import LINEAR_STD, SeededFiller
 
 FLUX = "atelier_tiny_flux.safetensors"
 SD35 = "atelier_tiny_sd35.safetensors"
@@ -112,27 +113,37 @@ def _meta_sd35_state_dict() -> dict:
 MODELS = {FLUX: ("Flux", _meta_flux_state_dict, TINY_FLUX_OVERRIDES), SD35: ("SD3", _meta_sd35_state_dict, {})}
 
 
-def build_dit(path, name: str | None = None) -> dict:
-    from pathlib import Path
-    import comfy.utils
-    path = Path(path)
-    name = name or path.name
-    kind, make_meta, overrides = MODELS[name]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    meta = make_meta()
-    got = type(detected_config(meta, overrides)).__name__  # the file's keys must detect as kind
+def build_detected_dit(path, meta: dict, kind: str, seed: int, version: tuple[str, str], overrides: dict,
+                       weights=lambda key, weight: scaled(weight)) -> dict:
+    """Fill ``meta`` (a family's key names and shapes) with seeded weights, check that ComfyUI's detection
+    (with ``overrides``) takes the keys for ``kind``, and save the file with ``version`` = (metadata key,
+    value) and the overrides. ``weights(key, tensor)`` adjusts each filled tensor."""
+    got = type(detected_config(meta, overrides)).__name__
     if got != kind:
-        raise ValueError(f"{name}: detected as {got}, expected {kind}")
-    sd = {k: scaled(v).contiguous() for k, v in SeededFiller(SEEDS[name], torch.float32).fill(meta).items()}
-    tmp = path.with_suffix(".tmp")
-    comfy.utils.save_torch_file(sd, str(tmp), metadata={
-        "atelier_tiny": TINY_VERSION, "atelier_dit_version": FLUX_VERSION, "kind": kind,
-        "atelier_dit_overrides": json.dumps(overrides)})
-    tmp.replace(path)
-    params = sum(v.numel() for v in sd.values())
-    logging.info("built %s (%s, %.2f M params)", path, kind, params / 1e6)
-    return {"kind": kind, "params": params}
+        raise ValueError(f"{Path(path).name}: detected as {got}, expected {kind}")
+    sd = {k: weights(k, v) for k, v in SeededFiller(seed, torch.float32).fill(meta).items()}
+    return save_tiny(path, sd, kind, **{version[0]: version[1]}, atelier_dit_overrides=json.dumps(overrides))
 
+
+def verify_detected_dit(path, kind: str, version: tuple[str, str], full: bool = False) -> dict:
+    """The file is this test bed's ``version`` of ``kind`` and detects as it; ``full`` loads it."""
+    metadata = file_metadata(path)
+    if metadata.get(version[0]) != version[1]:
+        raise ValueError(f"{path}: tiny {kind} version {metadata.get(version[0])}, expected {version[1]}")
+    got = type(detected_config(load_file_keys(path), json.loads(metadata.get("atelier_dit_overrides", "{}")))).__name__
+    if got != kind:
+        raise ValueError(f"{path}: detected as {got}, expected {kind}")
+    if full:
+        loaded = type(load_tiny_dit(path).model.model_config).__name__
+        if loaded != kind:
+            raise ValueError(f"{path}: loaded as {loaded}")
+    return {"kind": got}
+
+
+def build_dit(path, name: str | None = None) -> dict:
+    name = name or Path(path).name
+    kind, make_meta, overrides = MODELS[name]
+    return build_detected_dit(path, make_meta(), kind, SEEDS[name], ("atelier_dit_version", FLUX_VERSION), overrides)
 
 
 def load_tiny_dit(path):
@@ -152,25 +163,7 @@ def load_tiny_dit(path):
 
 
 def verify_dit(path, full: bool = False) -> dict:
-    from pathlib import Path
-    from safetensors import safe_open
-    expected = MODELS[Path(path).name][0]
-    with safe_open(str(path), framework="pt") as f:
-        overrides = json.loads((f.metadata() or {}).get("atelier_dit_overrides", "{}"))
-        shapes = {k: torch.empty(f.get_slice(k).get_shape(), device="meta") for k in f.keys()}
-        version = (f.metadata() or {}).get("atelier_dit_version")
-    if version != FLUX_VERSION:
-        raise ValueError(f"{path}: tiny Flux version {version}, expected {FLUX_VERSION}")
-    kind = type(detected_config(shapes, overrides)).__name__
-    if kind != expected:
-        raise ValueError(f"{path}: detected as {kind}, expected {expected}")
-    if full:
-        model = load_tiny_dit(path)
-        got = type(model.model.model_config).__name__
-        if got != expected:
-            raise ValueError(f"{path}: loaded as {got}")
-    return {"kind": kind}
-
+    return verify_detected_dit(path, MODELS[Path(path).name][0], ("atelier_dit_version", FLUX_VERSION), full)
 
 
 def random_conditioning(model, tokens: int = 8, seed: int = 0, guidance: float | None = 3.5) -> list:

@@ -28,19 +28,19 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import logging
 
 import torch
 
-from .dit import DIFFUSION_MODELS, detected_config, load_tiny_dit, scaled, to_file_keys
-from .fill import TINY_VERSION, SeededFiller
+from .files import check_keys, save_tiny
+from .fill import SeededFiller
+from .dit import DIFFUSION_MODELS, build_detected_dit, detected_config, load_tiny_dit, scaled, to_file_keys, verify_detected_dit
 
 FLUX2 = "atelier_tiny_flux2.safetensors"
 FLUX2_VAE = "atelier_tiny_flux2_vae.safetensors"
 VAE_SEED = 2203
 KIND = "Flux2"
 SEED = 2201
-VERSION = "1"  # metadata atelier_flux2_version; bump when the tiny model changes
+VERSION_KEY = ("atelier_flux2_version", "1")  # bump the value when the tiny model changes
 WIDTH = 64
 TEXT_WIDTH = 48
 LATENT_CHANNELS = 128  # latent_formats.Flux2
@@ -71,38 +71,11 @@ def _meta_state_dict() -> dict:
 
 
 def build_flux2(path, name: str | None = None) -> dict:
-    from pathlib import Path
-    import comfy.utils
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    meta = _meta_state_dict()
-    got = type(detected_config(meta, TINY_OVERRIDES)).__name__
-    if got != KIND:
-        raise ValueError(f"{path.name}: detected as {got}, expected {KIND}")
-    sd = {k: scaled(v).contiguous() for k, v in SeededFiller(SEED, torch.float32).fill(meta).items()}
-    tmp = path.with_suffix(".tmp")
-    comfy.utils.save_torch_file(sd, str(tmp), metadata={
-        "atelier_tiny": TINY_VERSION, "atelier_flux2_version": VERSION, "kind": KIND,
-        "atelier_dit_overrides": json.dumps(TINY_OVERRIDES)})
-    tmp.replace(path)
-    params = sum(v.numel() for v in sd.values())
-    logging.info("built %s (%s, %.2f M params)", path, KIND, params / 1e6)
-    return {"kind": KIND, "params": params}
+    return build_detected_dit(path, _meta_state_dict(), KIND, SEED, VERSION_KEY, TINY_OVERRIDES)
 
 
 def verify_flux2(path, full: bool = False) -> dict:
-    from safetensors import safe_open
-    with safe_open(str(path), framework="pt") as f:
-        metadata = f.metadata() or {}
-        shapes = {k: torch.empty(f.get_slice(k).get_shape(), device="meta") for k in f.keys()}
-    if metadata.get("atelier_flux2_version") != VERSION:
-        raise ValueError(f"{path}: tiny FLUX.2 version {metadata.get('atelier_flux2_version')}, expected {VERSION}")
-    kind = type(detected_config(shapes, json.loads(metadata.get("atelier_dit_overrides", "{}")))).__name__
-    if kind != KIND:
-        raise ValueError(f"{path}: detected as {kind}, expected {KIND}")
-    if full:
-        load_tiny_dit(path)
-    return {"kind": kind}
+    return verify_detected_dit(path, KIND, VERSION_KEY, full)
 
 
 def random_conditioning(tokens: int = 8, seed: int = 0) -> list:
@@ -143,27 +116,15 @@ def _vae_meta_state_dict() -> dict:
 
 
 def build_flux2_vae(path, name: str | None = None) -> dict:
-    from pathlib import Path
-    import comfy.utils
-    path = Path(path)
     sd = SeededFiller(VAE_SEED, torch.float16).fill(_vae_meta_state_dict())
     sd["bn.running_mean"] = torch.zeros_like(sd["bn.running_mean"])  # running_var stays 1
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    comfy.utils.save_torch_file({k: v.contiguous() for k, v in sd.items()}, str(tmp),
-                                metadata={"atelier_tiny": TINY_VERSION, "kind": FLUX2_VAE})
-    tmp.replace(path)
-    params = sum(v.numel() for v in sd.values())
-    logging.info("built %s (%.2f M params)", path, params / 1e6)
-    return {"kind": FLUX2_VAE, "params": params}
+    return save_tiny(path, sd, FLUX2_VAE)
 
 
 def verify_flux2_vae(path, full: bool = False) -> dict:
     import comfy.utils
     sd = comfy.utils.load_torch_file(str(path), safe_load=True)
-    want = _vae_meta_state_dict()
-    if set(want) - set(sd) or any(tuple(sd[k].shape) != tuple(v.shape) for k, v in want.items()):
-        raise ValueError(f"{path}: keys or shapes differ from the tiny FLUX.2 VAE it should be")
+    check_keys(path, sd, _vae_meta_state_dict(), "tiny FLUX.2 VAE")
     from .qwen3_text import klein_available
     if full and klein_available():  # 0.33.0 reads the decoder's width from the keys; 0.3.75 cannot load it
         import comfy.sd

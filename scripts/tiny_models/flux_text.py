@@ -15,11 +15,12 @@ file; ComfyUI's own VAELoader detects and loads it from ``models/vae``.
 """
 from __future__ import annotations
 
-import logging
+from pathlib import Path
 
 import torch
 
-from .fill import TINY_VERSION, SeededFiller
+from .files import check_keys, load_tiny_clip, save_tiny
+from .fill import SeededFiller
 
 FLUX_CLIP_L = "atelier_tiny_flux_clip_l.safetensors"
 FLUX_T5 = "atelier_tiny_flux_t5.safetensors"
@@ -66,31 +67,12 @@ def tiny_flux_text_encoders_class():
     return TinyFluxTextEncoders
 
 
-def tiny_flux_clip_target():
-    """A clip target (clip class, tokenizer class, params) as comfy.sd.CLIP takes it."""
-    from comfy.text_encoders.flux import FluxTokenizer
-
-    class Target:
-        clip = tiny_flux_text_encoders_class()
-        tokenizer = FluxTokenizer
-        params = {}
-
-    return Target
-
-
 def load_tiny_flux_clip(paths, embedding_directory=None):
     """comfy.sd.CLIP of the tiny Flux text encoders, each file loaded with ``load_sd`` as ComfyUI's
     load_text_encoder_state_dicts does (the model picks CLIP-L or T5 by the file's keys)."""
-    import comfy.sd
-    import comfy.utils
-    state_dicts = [comfy.utils.load_torch_file(str(p), safe_load=True) for p in paths]
-    parameters = sum(comfy.utils.calculate_parameters(sd) for sd in state_dicts)
-    clip = comfy.sd.CLIP(tiny_flux_clip_target(), embedding_directory=embedding_directory, parameters=parameters)
-    for sd in state_dicts:
-        missing, _ = clip.load_sd(sd)
-        if [k for k in missing if not k.endswith(("logit_scale", "text_projection.weight"))]:
-            raise ValueError(f"tiny Flux text encoder: missing weights {missing[:5]}")
-    return clip
+    from comfy.text_encoders.flux import FluxTokenizer
+    return load_tiny_clip(list(paths), tiny_flux_text_encoders_class(), FluxTokenizer, "tiny Flux text encoder",
+                          embedding_directory, allowed_missing=("logit_scale", "text_projection.weight"))
 
 
 def _meta_encoders():
@@ -110,31 +92,18 @@ def _meta_state_dict(name: str) -> dict:
 
 
 def build_flux_part(path, name: str | None = None) -> dict:
-    from pathlib import Path
-    import comfy.utils
-    path = Path(path)
-    name = name or path.name
+    name = name or Path(path).name
     sd = SeededFiller(SEEDS[name], torch.float32).fill(_meta_state_dict(name))
     if name == FLUX_VAE:
         sd["vae_scale"], sd["vae_shift"] = torch.tensor(FLUX_VAE_SCALE), torch.tensor(FLUX_VAE_SHIFT)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    comfy.utils.save_torch_file({k: v.contiguous() for k, v in sd.items()}, str(tmp),
-                                metadata={"atelier_tiny": TINY_VERSION, "kind": name})
-    tmp.replace(path)
-    params = sum(v.numel() for v in sd.values())
-    logging.info("built %s (%.2f M params)", path, params / 1e6)
-    return {"kind": name, "params": params}
+    return save_tiny(path, sd, name)
 
 
 def verify_flux_part(path, full: bool = False) -> dict:
-    from pathlib import Path
     import comfy.utils
     path = Path(path)
     sd = comfy.utils.load_torch_file(str(path), safe_load=True)
-    want = _meta_state_dict(path.name)
-    if set(want) - set(sd) or any(tuple(sd[k].shape) != tuple(v.shape) for k, v in want.items()):
-        raise ValueError(f"{path}: keys or shapes differ from the tiny Flux part it should be")
+    check_keys(path, sd, _meta_state_dict(path.name), "tiny Flux part")
     if full and path.name == FLUX_VAE:
         import comfy.sd
         vae = comfy.sd.VAE(sd=sd)

@@ -14,16 +14,15 @@ far too large here: tests use :func:`random_conditioning`, seeded tokens of the 
 """
 from __future__ import annotations
 
-import logging
+from pathlib import Path
 
 import torch
 
-from .dit import DIFFUSION_MODELS, detected_config, load_tiny_dit, scaled
-from .fill import TINY_VERSION, SeededFiller
+from .dit import DIFFUSION_MODELS, build_detected_dit, detected_config, load_tiny_dit, scaled, verify_detected_dit
 
 KREA2 = "atelier_tiny_krea2.safetensors"
 SEED = 2201
-KREA2_VERSION = "2"  # metadata atelier_krea2_version; bump when the tiny model changes
+VERSION_KEY = ("atelier_krea2_version", "2")  # bump the value when the tiny model changes
 # Real K2 layout (single-stream blocks, GQA, 12-layer text tap, 16 latent channels, patch 2) at tiny widths
 TINY_KREA2 = {"image_model": "krea2", "features": 256, "channels": 16, "patch": 2, "layers": 2,
               "heads": 2, "kvheads": 1, "txtlayers": 12, "txtdim": 80}
@@ -54,41 +53,15 @@ def neutral(key: str, value: torch.Tensor) -> torch.Tensor:
 
 
 def build_krea2(path, name: str | None = None) -> dict:
-    from pathlib import Path
-    import comfy.utils
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     meta = _meta_state_dict()
-    config = detected_config(meta, {})
-    got = type(config).__name__
-    if got != "Krea2":
-        raise ValueError(f"{path.name}: detected as {got}, expected Krea2")
-    detected = {k: config.unet_config.get(k) for k in TINY_KREA2}
+    detected = {k: detected_config(meta, {}).unet_config.get(k) for k in TINY_KREA2}
     if detected != TINY_KREA2:
-        raise ValueError(f"{path.name}: detection gives {detected}, expected {TINY_KREA2}")
-    sd = {k: neutral(k, scaled(v)).contiguous() for k, v in SeededFiller(SEED, torch.float32).fill(meta).items()}
-    tmp = path.with_suffix(".tmp")
-    comfy.utils.save_torch_file(sd, str(tmp), metadata={
-        "atelier_tiny": TINY_VERSION, "atelier_krea2_version": KREA2_VERSION, "kind": "Krea2"})
-    tmp.replace(path)
-    params = sum(v.numel() for v in sd.values())
-    logging.info("built %s (Krea2, %.2f M params)", path, params / 1e6)
-    return {"kind": "Krea2", "params": params}
+        raise ValueError(f"{Path(path).name}: detection gives {detected}, expected {TINY_KREA2}")
+    return build_detected_dit(path, meta, "Krea2", SEED, VERSION_KEY, {}, weights=lambda k, v: neutral(k, scaled(v)))
 
 
 def verify_krea2(path, full: bool = False) -> dict:
-    from safetensors import safe_open
-    with safe_open(str(path), framework="pt") as f:
-        version = (f.metadata() or {}).get("atelier_krea2_version")
-        shapes = {k: torch.empty(f.get_slice(k).get_shape(), device="meta") for k in f.keys()}
-    if version != KREA2_VERSION:
-        raise ValueError(f"{path}: tiny Krea2 version {version}, expected {KREA2_VERSION}")
-    kind = type(detected_config(shapes, {})).__name__
-    if kind != "Krea2":
-        raise ValueError(f"{path}: detected as {kind}, expected Krea2")
-    if full:
-        load_krea2(path)
-    return {"kind": kind}
+    return verify_detected_dit(path, "Krea2", VERSION_KEY, full)
 
 
 def load_krea2(path):

@@ -17,16 +17,14 @@ output, no attention mask: ComfyUI's Z-Image text encoder pads nothing).
 from __future__ import annotations
 
 import json
-import logging
 
 import torch
 
-from .dit import DIFFUSION_MODELS, detected_config, load_tiny_dit, scaled
-from .fill import TINY_VERSION, SeededFiller
+from .dit import DIFFUSION_MODELS, build_detected_dit, detected_config, load_tiny_dit, scaled, verify_detected_dit
 
 Z_IMAGE = "atelier_tiny_z_image.safetensors"
 SEED = 3840
-VERSION = "1"  # metadata atelier_z_image_version; bump when the tiny model changes
+VERSION_KEY = ("atelier_z_image_version", "1")  # bump the value when the tiny model changes
 LAYERS = 2
 WIDTH = 256
 TEXT_WIDTH = 32
@@ -51,39 +49,11 @@ def _meta_state_dict() -> dict:
 
 
 def build_z_image(path, name: str | None = None) -> dict:
-    from pathlib import Path
-    import comfy.utils
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    meta = _meta_state_dict()
-    got = type(detected_config(meta, TINY_OVERRIDES)).__name__
-    if got != "Lumina2":
-        raise ValueError(f"{path.name}: detected as {got}, expected Lumina2")
-    sd = {k: scaled(v).contiguous() for k, v in SeededFiller(SEED, torch.float32).fill(meta).items()}
-    tmp = path.with_suffix(".tmp")
-    comfy.utils.save_torch_file(sd, str(tmp), metadata={
-        "atelier_tiny": TINY_VERSION, "atelier_z_image_version": VERSION, "kind": "Lumina2",
-        "atelier_dit_overrides": json.dumps(TINY_OVERRIDES)})
-    tmp.replace(path)
-    params = sum(v.numel() for v in sd.values())
-    logging.info("built %s (Z-Image as Lumina2, %.2f M params)", path, params / 1e6)
-    return {"kind": "Lumina2", "params": params}
+    return build_detected_dit(path, _meta_state_dict(), "Lumina2", SEED, VERSION_KEY, TINY_OVERRIDES)
 
 
 def verify_z_image(path, full: bool = False) -> dict:
-    from safetensors import safe_open
-    with safe_open(str(path), framework="pt") as f:
-        metadata = f.metadata() or {}
-        shapes = {k: torch.empty(f.get_slice(k).get_shape(), device="meta") for k in f.keys()}
-    if metadata.get("atelier_z_image_version") != VERSION:
-        raise ValueError(f"{path}: tiny Z-Image version {metadata.get('atelier_z_image_version')}, "
-                         f"expected {VERSION}")
-    kind = type(detected_config(shapes, json.loads(metadata.get("atelier_dit_overrides", "{}")))).__name__
-    if kind != "Lumina2":
-        raise ValueError(f"{path}: detected as {kind}, expected Lumina2")
-    if full:
-        load_tiny_z_image(path)
-    return {"kind": kind}
+    return verify_detected_dit(path, "Lumina2", VERSION_KEY, full)
 
 
 def load_tiny_z_image(path):

@@ -21,11 +21,12 @@ reads from its metadata ``kind``.
 """
 from __future__ import annotations
 
-import logging
+from pathlib import Path
 
 import torch
 
-from .fill import TINY_VERSION, SeededFiller
+from .files import check_keys, load_tiny_clip, save_tiny
+from .fill import SeededFiller
 
 QWEN3_TEXT = "atelier_tiny_qwen3_4b.safetensors"
 SEED = 2601
@@ -35,15 +36,15 @@ TINY_QWEN3 = {"hidden_size": WIDTH, "intermediate_size": 64, "num_hidden_layers"
               "num_key_value_heads": 1}
 
 
-def tiny_qwen3_text_encoder_class(width: int = WIDTH):
-    """ComfyUI's ZImageTEModel with its Qwen3 built at a tiny width."""
+def _tiny_qwen3_model(base_class, width: int, layer, layer_idx):
+    """ComfyUI's Qwen3 text model class ``base_class`` (Z-Image's or klein's) built at ``width``: the same
+    SDClipModel over ``llama.Qwen3_4B``, with the layer(s) that encoder reads."""
     import comfy.sd1_clip as sd1_clip
     import comfy.text_encoders.llama
-    from comfy.text_encoders import z_image
     config = dict(TINY_QWEN3, hidden_size=width)
 
-    class TinyQwen3Model(z_image.Qwen3_4BModel):
-        def __init__(self, device="cpu", layer="hidden", layer_idx=-2, dtype=None, attention_mask=True,
+    class TinyQwen3Model(base_class):
+        def __init__(self, device="cpu", layer=layer, layer_idx=layer_idx, dtype=None, attention_mask=True,
                      model_options={}):
             sd1_clip.SDClipModel.__init__(self, device=device, layer=layer, layer_idx=layer_idx,
                                           textmodel_json_config=dict(config), dtype=dtype,
@@ -52,10 +53,19 @@ def tiny_qwen3_text_encoder_class(width: int = WIDTH):
                                           enable_attention_masks=attention_mask,
                                           return_attention_masks=attention_mask, model_options=model_options)
 
+    return TinyQwen3Model
+
+
+def tiny_qwen3_text_encoder_class(width: int = WIDTH):
+    """ComfyUI's ZImageTEModel with its Qwen3 built at a tiny width."""
+    import comfy.sd1_clip as sd1_clip
+    from comfy.text_encoders import z_image
+    qwen3 = _tiny_qwen3_model(z_image.Qwen3_4BModel, width, "hidden", -2)
+
     class TinyZImageTextEncoder(z_image.ZImageTEModel):
         def __init__(self, device="cpu", dtype=None, model_options={}):
             sd1_clip.SD1ClipModel.__init__(self, device=device, dtype=dtype, name="qwen3_4b",
-                                           clip_model=TinyQwen3Model, model_options=model_options)
+                                           clip_model=qwen3, model_options=model_options)
 
     return TinyZImageTextEncoder
 
@@ -68,25 +78,13 @@ KLEIN_LAYERS = [0, 1, 2]  # the hidden layers klein stacks (ComfyUI's [9, 18, 27
 
 def tiny_klein_text_encoder_class(width: int = KLEIN_WIDTH):
     """ComfyUI's klein text encoder (Flux2TEModel over its Qwen3_4BModel) with Qwen3 at a tiny width."""
-    import comfy.sd1_clip as sd1_clip
-    import comfy.text_encoders.llama
     from comfy.text_encoders import flux
-    config = dict(TINY_QWEN3, hidden_size=width)
-
-    class TinyKleinQwen3Model(flux.Qwen3_4BModel):
-        def __init__(self, device="cpu", layer=list(KLEIN_LAYERS), layer_idx=None, dtype=None, attention_mask=True,
-                     model_options={}):
-            sd1_clip.SDClipModel.__init__(self, device=device, layer=layer, layer_idx=layer_idx,
-                                          textmodel_json_config=dict(config), dtype=dtype,
-                                          special_tokens={"pad": 151643}, layer_norm_hidden_state=False,
-                                          model_class=comfy.text_encoders.llama.Qwen3_4B,
-                                          enable_attention_masks=attention_mask,
-                                          return_attention_masks=attention_mask, model_options=model_options)
+    qwen3 = _tiny_qwen3_model(flux.Qwen3_4BModel, width, list(KLEIN_LAYERS), None)
 
     class TinyKleinTextEncoder(flux.Flux2TEModel):
         def __init__(self, device="cpu", dtype=None, model_options={}):
             super().__init__(device=device, dtype=dtype, name="qwen3_4b", model_options=model_options,
-                             clip_model=TinyKleinQwen3Model)
+                             clip_model=qwen3)
 
     return TinyKleinTextEncoder
 
@@ -95,17 +93,6 @@ def klein_available() -> bool:
     """Whether this ComfyUI has FLUX.2 klein's text encoder (0.33.0 does, 0.3.75 does not)."""
     import comfy.text_encoders.flux as flux
     return hasattr(flux, "klein_te") and hasattr(flux, "KleinTokenizer")
-
-
-def tiny_qwen3_clip_target(width: int = WIDTH):
-    from comfy.text_encoders.z_image import ZImageTokenizer
-
-    class Target:
-        clip = tiny_qwen3_text_encoder_class(width)
-        tokenizer = ZImageTokenizer
-        params = {}
-
-    return Target
 
 
 def _meta_state_dict(width: int = WIDTH) -> dict:
@@ -119,66 +106,33 @@ VARIANTS = {QWEN3_TEXT: (SEED, WIDTH), KLEIN_TEXT: (KLEIN_SEED, KLEIN_WIDTH)}
 
 
 def build_qwen3_text(path, name: str | None = None) -> dict:
-    from pathlib import Path
-    import comfy.utils
-    path = Path(path)
-    kind = name or path.name
+    kind = name or Path(path).name
     seed, width = VARIANTS[kind]
-    sd = SeededFiller(seed, torch.float32).fill(_meta_state_dict(width))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    comfy.utils.save_torch_file({k: v.contiguous() for k, v in sd.items()}, str(tmp),
-                                metadata={"atelier_tiny": TINY_VERSION, "kind": kind,
-                                          "atelier_width": str(width)})
-    tmp.replace(path)
-    params = sum(v.numel() for v in sd.values())
-    logging.info("built %s (%.2f M params)", path, params / 1e6)
-    return {"kind": kind, "params": params}
+    return save_tiny(path, SeededFiller(seed, torch.float32).fill(_meta_state_dict(width)), kind,
+                     atelier_width=str(width))
 
 
 def verify_qwen3_text(path, full: bool = False) -> dict:
-    from pathlib import Path
     import comfy.utils
     path = Path(path)
     sd = comfy.utils.load_torch_file(str(path), safe_load=True)
-    want = _meta_state_dict(VARIANTS[path.name][1])
-    if set(want) - set(sd) or any(tuple(sd[k].shape) != tuple(v.shape) for k, v in want.items()):
-        raise ValueError(f"{path}: keys or shapes differ from the tiny Qwen3 text encoder it should be")
+    check_keys(path, sd, _meta_state_dict(VARIANTS[path.name][1]), "tiny Qwen3 text encoder")
     return {"kind": path.name}
 
 
 def load_tiny_qwen3_clip(path, embedding_directory=None):
     """comfy.sd.CLIP of the tiny Qwen3 text encoder, the file loaded with ``load_sd`` as CLIPLoader does."""
-    import comfy.sd
-    import comfy.utils
-    sd = comfy.utils.load_torch_file(str(path), safe_load=True)
-    clip = comfy.sd.CLIP(tiny_qwen3_clip_target(), embedding_directory=embedding_directory,
-                         parameters=comfy.utils.calculate_parameters(sd))
-    missing, _ = clip.load_sd(sd)
-    if missing:
-        raise ValueError(f"tiny Qwen3 text encoder: missing weights {missing[:5]}")
-    return clip
+    from comfy.text_encoders.z_image import ZImageTokenizer
+    return load_tiny_clip(path, tiny_qwen3_text_encoder_class(), ZImageTokenizer, "tiny Qwen3 text encoder",
+                          embedding_directory)
 
 
 def load_tiny_klein_clip(path, embedding_directory=None):
     """comfy.sd.CLIP of the tiny klein text encoder (ComfyUI 0.33.0), loaded with ``load_sd`` as
     CLIPLoader does."""
-    import comfy.sd
-    import comfy.utils
     from comfy.text_encoders.flux import KleinTokenizer
-
-    class Target:
-        clip = tiny_klein_text_encoder_class()
-        tokenizer = KleinTokenizer
-        params = {}
-
-    sd = comfy.utils.load_torch_file(str(path), safe_load=True)
-    clip = comfy.sd.CLIP(Target, embedding_directory=embedding_directory,
-                         parameters=comfy.utils.calculate_parameters(sd))
-    missing, _ = clip.load_sd(sd)
-    if missing:
-        raise ValueError(f"tiny klein text encoder: missing weights {missing[:5]}")
-    return clip
+    return load_tiny_clip(path, tiny_klein_text_encoder_class(), KleinTokenizer, "tiny klein text encoder",
+                          embedding_directory)
 
 
 def qwen3_text_artifacts() -> dict:

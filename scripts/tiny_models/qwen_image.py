@@ -17,16 +17,14 @@ models (``reference_latents``).
 from __future__ import annotations
 
 import json
-import logging
 
 import torch
 
-from .dit import DIFFUSION_MODELS, detected_config, load_tiny_dit, scaled
-from .fill import TINY_VERSION, SeededFiller
+from .dit import DIFFUSION_MODELS, build_detected_dit, detected_config, load_tiny_dit, scaled, verify_detected_dit
 
 QWEN_IMAGE = "atelier_tiny_qwen_image.safetensors"
 SEED = 2509
-VERSION = "1"  # metadata atelier_qwen_image_version; bump when the tiny model changes
+VERSION_KEY = ("atelier_qwen_image_version", "1")  # bump the value when the tiny model changes
 LAYERS = 2
 WIDTH = 64
 TEXT_WIDTH = 32
@@ -49,39 +47,11 @@ def _meta_state_dict() -> dict:
 
 
 def build_qwen_image(path, name: str | None = None) -> dict:
-    from pathlib import Path
-    import comfy.utils
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    meta = _meta_state_dict()
-    got = type(detected_config(meta, TINY_OVERRIDES)).__name__
-    if got != "QwenImage":
-        raise ValueError(f"{path.name}: detected as {got}, expected QwenImage")
-    sd = {k: scaled(v).contiguous() for k, v in SeededFiller(SEED, torch.float32).fill(meta).items()}
-    tmp = path.with_suffix(".tmp")
-    comfy.utils.save_torch_file(sd, str(tmp), metadata={
-        "atelier_tiny": TINY_VERSION, "atelier_qwen_image_version": VERSION, "kind": "QwenImage",
-        "atelier_dit_overrides": json.dumps(TINY_OVERRIDES)})
-    tmp.replace(path)
-    params = sum(v.numel() for v in sd.values())
-    logging.info("built %s (QwenImage, %.2f M params)", path, params / 1e6)
-    return {"kind": "QwenImage", "params": params}
+    return build_detected_dit(path, _meta_state_dict(), "QwenImage", SEED, VERSION_KEY, TINY_OVERRIDES)
 
 
 def verify_qwen_image(path, full: bool = False) -> dict:
-    from safetensors import safe_open
-    with safe_open(str(path), framework="pt") as f:
-        metadata = f.metadata() or {}
-        shapes = {k: torch.empty(f.get_slice(k).get_shape(), device="meta") for k in f.keys()}
-    if metadata.get("atelier_qwen_image_version") != VERSION:
-        raise ValueError(f"{path}: tiny Qwen-Image version {metadata.get('atelier_qwen_image_version')}, "
-                         f"expected {VERSION}")
-    kind = type(detected_config(shapes, json.loads(metadata.get("atelier_dit_overrides", "{}")))).__name__
-    if kind != "QwenImage":
-        raise ValueError(f"{path}: detected as {kind}, expected QwenImage")
-    if full:
-        load_tiny_qwen_image(path)
-    return {"kind": kind}
+    return verify_detected_dit(path, "QwenImage", VERSION_KEY, full)
 
 
 def load_tiny_qwen_image(path, edit_2511: bool = False):

@@ -19,11 +19,12 @@ VAELoader detects it and reads the width from the file's keys, so no test-bed lo
 """
 from __future__ import annotations
 
-import logging
+from pathlib import Path
 
 import torch
 
-from .fill import TINY_VERSION, SeededFiller
+from .files import check_keys, load_tiny_clip, save_tiny
+from .fill import SeededFiller
 
 QWEN25VL_TEXT = "atelier_tiny_qwen25_vl_7b.safetensors"
 QWEN_IMAGE_VAE = "atelier_tiny_qwen_image_vae.safetensors"
@@ -70,17 +71,6 @@ def tiny_qwen_image_text_encoder_class():
     return TinyQwenImageTextEncoder
 
 
-def tiny_qwen_image_clip_target():
-    from comfy.text_encoders.qwen_image import QwenImageTokenizer
-
-    class Target:
-        clip = tiny_qwen_image_text_encoder_class()
-        tokenizer = QwenImageTokenizer
-        params = {}
-
-    return Target
-
-
 def _meta_state_dict(name: str) -> dict:
     with torch.device("meta"):
         if name == QWEN25VL_TEXT:
@@ -91,31 +81,18 @@ def _meta_state_dict(name: str) -> dict:
 
 
 def build_qwen_image_part(path, name: str | None = None) -> dict:
-    from pathlib import Path
-    import comfy.utils
-    path = Path(path)
-    name = name or path.name
+    name = name or Path(path).name
     sd = SeededFiller(SEEDS[name], torch.float32).fill(_meta_state_dict(name))
     if name == QWEN_IMAGE_VAE:  # RMS-norm scales (shaped like convs) at 1, as a trained VAE's are near
         sd = {k: torch.ones_like(v) if k.endswith("gamma") else v for k, v in sd.items()}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    comfy.utils.save_torch_file({k: v.contiguous() for k, v in sd.items()}, str(tmp),
-                                metadata={"atelier_tiny": TINY_VERSION, "kind": name})
-    tmp.replace(path)
-    params = sum(v.numel() for v in sd.values())
-    logging.info("built %s (%.2f M params)", path, params / 1e6)
-    return {"kind": name, "params": params}
+    return save_tiny(path, sd, name)
 
 
 def verify_qwen_image_part(path, full: bool = False) -> dict:
-    from pathlib import Path
     import comfy.utils
     path = Path(path)
     sd = comfy.utils.load_torch_file(str(path), safe_load=True)
-    want = _meta_state_dict(path.name)
-    if set(want) - set(sd) or any(tuple(sd[k].shape) != tuple(v.shape) for k, v in want.items()):
-        raise ValueError(f"{path}: keys or shapes differ from the tiny Qwen-Image part it should be")
+    check_keys(path, sd, _meta_state_dict(path.name), "tiny Qwen-Image part")
     if full and path.name == QWEN_IMAGE_VAE:
         import comfy.sd
         vae = comfy.sd.VAE(sd=sd)
@@ -126,15 +103,9 @@ def verify_qwen_image_part(path, full: bool = False) -> dict:
 
 def load_tiny_qwen_image_clip(path, embedding_directory=None):
     """comfy.sd.CLIP of the tiny Qwen2.5-VL text encoder, the file loaded with ``load_sd`` as CLIPLoader does."""
-    import comfy.sd
-    import comfy.utils
-    sd = comfy.utils.load_torch_file(str(path), safe_load=True)
-    clip = comfy.sd.CLIP(tiny_qwen_image_clip_target(), embedding_directory=embedding_directory,
-                         parameters=comfy.utils.calculate_parameters(sd))
-    missing, _ = clip.load_sd(sd)
-    if missing:
-        raise ValueError(f"tiny Qwen2.5-VL text encoder: missing weights {missing[:5]}")
-    return clip
+    from comfy.text_encoders.qwen_image import QwenImageTokenizer
+    return load_tiny_clip(path, tiny_qwen_image_text_encoder_class(), QwenImageTokenizer,
+                          "tiny Qwen2.5-VL text encoder", embedding_directory)
 
 
 def qwen_image_part_artifacts() -> dict:
