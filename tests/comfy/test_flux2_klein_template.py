@@ -6,25 +6,17 @@ ComfyUI's Flux2TEModel over its klein Qwen3 and KleinTokenizer, three stacked la
 Klein exists in ComfyUI 0.33.0 only: on 0.3.75 the module is skipped with that reason."""
 from __future__ import annotations
 
-import json
-
 import pytest
-import torch
 
-from tests.comfy.test_flux_templates import sampled, without
-from tests.harness.paths import COMFY_DIR, WORKFLOWS_API_DIR
-from tiny_models.template_swap import for_test_bed, unsupported
+from tests.comfy.template_graphs import SIZE, api_twin, assert_rows_1_on_styled_and_row_0_vanilla, on_test_bed
+from tests.harness.paths import COMFY_DIR
+from tiny_models.template_swap import unsupported
 
-SIZE = 128  # px: an 8 x 8 FLUX.2 latent (16 px per position), 64 image tokens
-NAME = "flux2_klein_style_aligned_set"
-
-
-def template() -> dict:
-    return for_test_bed(json.loads((WORKFLOWS_API_DIR / f"{NAME}.json").read_text()), size=SIZE)
+NAME = "flux2_klein_style_aligned_set"  # at SIZE 128 px: an 8 x 8 FLUX.2 latent (16 px per position), 64 image tokens
 
 
 def test_the_template_loads_klein_as_comfyuis_own_template_does():
-    graph = json.loads((WORKFLOWS_API_DIR / f"{NAME}.json").read_text())
+    graph = api_twin(NAME)
     by_class = {node["class_type"]: node["inputs"] for node in graph.values()}
     assert by_class["UNETLoader"]["unet_name"] == "flux-2-klein-4b.safetensors"
     assert (by_class["CLIPLoader"]["clip_name"], by_class["CLIPLoader"]["type"]) == ("qwen_3_4b.safetensors", "flux2")
@@ -46,7 +38,7 @@ def klein(comfy):
 
 
 def test_batch_prompts_encode_one_row_per_line_with_the_klein_encoder(klein):
-    graph = template()
+    graph = on_test_bed(NAME)
     result = klein.run_graph(graph)
     context, _ = result.output("5")[0]
     rows = len(graph["5"]["inputs"]["prompts"].splitlines())
@@ -57,9 +49,4 @@ def test_batch_prompts_encode_one_row_per_line_with_the_klein_encoder(klein):
 
 
 def test_rows_1_on_are_styled_and_row_0_is_the_graph_without_style_aligned(klein):
-    graph = template()
-    styled = sampled(klein, graph, "12")
-    vanilla = sampled(klein, without(graph, "4", ["1", 0]), "12")
-    torch.testing.assert_close(styled[0], vanilla[0], rtol=0, atol=1e-5)
-    for row in range(1, styled.shape[0]):
-        assert (styled[row] - vanilla[row]).abs().max() > 1e-3, f"row {row} not styled"
+    assert_rows_1_on_styled_and_row_0_vanilla(klein, on_test_bed(NAME), "12", "4", ["1", 0])

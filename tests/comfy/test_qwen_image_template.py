@@ -7,22 +7,14 @@ from __future__ import annotations
 
 import json
 
-import torch
+from tests.comfy.template_graphs import (SIZE, api_twin, assert_regions_move_the_image_and_weight_0_is_vanilla,
+                                         on_test_bed)
 
-from tests.comfy.test_flux_templates import every_region_weight_zero, sampled, without
-from tests.harness.paths import WORKFLOWS_API_DIR
-from tiny_models.template_swap import for_test_bed
-
-SIZE = 128  # px: a 16 x 16 latent, 64 image tokens
-NAME = "qwen_image_regional_layout"
-
-
-def template() -> dict:
-    return for_test_bed(json.loads((WORKFLOWS_API_DIR / f"{NAME}.json").read_text()), size=SIZE)
+NAME = "qwen_image_regional_layout"  # at SIZE 128 px: a 16 x 16 latent, 64 image tokens
 
 
 def test_the_template_loads_qwen_image_as_comfyuis_own_template_does():
-    graph = json.loads((WORKFLOWS_API_DIR / f"{NAME}.json").read_text())
+    graph = api_twin(NAME)
     by_class = {node["class_type"]: node["inputs"] for node in graph.values()}
     assert by_class["UNETLoader"]["unet_name"] == "qwen_image_fp8_e4m3fn.safetensors"
     assert (by_class["CLIPLoader"]["clip_name"], by_class["CLIPLoader"]["type"]) == \
@@ -37,7 +29,7 @@ def test_the_template_loads_qwen_image_as_comfyuis_own_template_does():
 
 
 def test_prompts_encode_with_the_qwen25vl_encoder_and_the_image_decodes(comfy):
-    graph = template()
+    graph = on_test_bed(NAME)
     result = comfy.run_graph(graph)
     context, _ = result.output("5")[0]
     assert context.shape[0] == 1 and context.shape[-1] == 32  # tiny Qwen2.5-VL width = the tiny Qwen-Image's text width
@@ -45,8 +37,4 @@ def test_prompts_encode_with_the_qwen25vl_encoder_and_the_image_decodes(comfy):
 
 
 def test_regional_template_moves_the_image_and_weight_0_is_vanilla(comfy):
-    graph = template()
-    vanilla = sampled(comfy, without(graph, "10", ["4", 0]), "12")
-    assert (sampled(comfy, graph, "12") - vanilla).abs().max() > 1e-3
-
-    torch.testing.assert_close(sampled(comfy, every_region_weight_zero(graph), "12"), vanilla, rtol=0, atol=0)
+    assert_regions_move_the_image_and_weight_0_is_vanilla(comfy, on_test_bed(NAME), "12", "10", ["4", 0])

@@ -4,25 +4,13 @@ cfg 1 res_multistep) on the tiny Z-Image (scripts/tiny_models/lumina.py) and the
 encoder (qwen3_text.py: ComfyUI's ZImageTEModel and the real Qwen tokenizer at a tiny width)."""
 from __future__ import annotations
 
-import json
+from tests.comfy.template_graphs import SIZE, assert_rows_1_on_styled_and_row_0_vanilla, inputs_by_class, on_test_bed
 
-import torch
-
-from tests.comfy.test_flux_templates import sampled, without
-from tests.harness.paths import WORKFLOWS_API_DIR
-from tiny_models.template_swap import for_test_bed
-
-SIZE = 128  # px: a 16 x 16 latent, 64 image tokens
-NAME = "z_image_style_aligned_set"
-
-
-def template() -> dict:
-    return for_test_bed(json.loads((WORKFLOWS_API_DIR / f"{NAME}.json").read_text()), size=SIZE)
+NAME = "z_image_style_aligned_set"  # at SIZE 128 px: a 16 x 16 latent, 64 image tokens
 
 
 def test_the_template_loads_z_image_as_comfyuis_own_template_does():
-    graph = json.loads((WORKFLOWS_API_DIR / f"{NAME}.json").read_text())
-    by_class = {node["class_type"]: node["inputs"] for node in graph.values()}
+    by_class = inputs_by_class(NAME)
     assert by_class["UNETLoader"]["unet_name"] == "z_image_turbo_bf16.safetensors"
     assert (by_class["CLIPLoader"]["clip_name"], by_class["CLIPLoader"]["type"]) == ("qwen_3_4b.safetensors", "lumina2")
     assert by_class["VAELoader"]["vae_name"] == "ae.safetensors"
@@ -33,7 +21,7 @@ def test_the_template_loads_z_image_as_comfyuis_own_template_does():
 
 
 def test_batch_prompts_encode_one_row_per_line_with_the_qwen3_encoder(comfy):
-    graph = template()
+    graph = on_test_bed(NAME)
     result = comfy.run_graph(graph)
     context, _ = result.output("6")[0]
     rows = len(graph["6"]["inputs"]["prompts"].splitlines())
@@ -43,9 +31,4 @@ def test_batch_prompts_encode_one_row_per_line_with_the_qwen3_encoder(comfy):
 
 
 def test_rows_1_on_are_styled_and_row_0_is_the_graph_without_style_aligned(comfy):
-    graph = template()
-    styled = sampled(comfy, graph, "9")
-    vanilla = sampled(comfy, without(graph, "5", ["4", 0]), "9")
-    torch.testing.assert_close(styled[0], vanilla[0], rtol=0, atol=1e-5)
-    for row in range(1, styled.shape[0]):
-        assert (styled[row] - vanilla[row]).abs().max() > 1e-3, f"row {row} not styled"
+    assert_rows_1_on_styled_and_row_0_vanilla(comfy, on_test_bed(NAME), "9", "5", ["4", 0])
