@@ -15,11 +15,10 @@ Text: :func:`random_conditioning` stands in for T5-XXL: 32-wide tokens, no poole
 from __future__ import annotations
 
 import dataclasses
-import json
 
 import torch
 
-from .dit import DIFFUSION_MODELS, build_detected_dit, detected_config, load_tiny_dit, scaled, verify_detected_dit
+from .dit import DIFFUSION_MODELS, build_detected_dit, load_tiny_dit, verify_detected_dit
 
 CHROMA = "atelier_tiny_chroma.safetensors"
 KIND = "Chroma"

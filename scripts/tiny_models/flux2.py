@@ -27,13 +27,12 @@ from either.
 from __future__ import annotations
 
 import dataclasses
-import json
 
 import torch
 
+from .dit import DIFFUSION_MODELS, build_detected_dit, load_tiny_dit, to_file_keys, verify_detected_dit
 from .files import check_keys, save_tiny
 from .fill import SeededFiller
-from .dit import DIFFUSION_MODELS, build_detected_dit, detected_config, load_tiny_dit, scaled, to_file_keys, verify_detected_dit
 
 FLUX2 = "atelier_tiny_flux2.safetensors"
 FLUX2_VAE = "atelier_tiny_flux2_vae.safetensors"

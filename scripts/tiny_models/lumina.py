@@ -16,11 +16,9 @@ output, no attention mask: ComfyUI's Z-Image text encoder pads nothing).
 """
 from __future__ import annotations
 
-import json
-
 import torch
 
-from .dit import DIFFUSION_MODELS, build_detected_dit, detected_config, load_tiny_dit, scaled, verify_detected_dit
+from .dit import DIFFUSION_MODELS, build_detected_dit, load_tiny_dit, verify_detected_dit
 
 Z_IMAGE = "atelier_tiny_z_image.safetensors"
 SEED = 3840

@@ -20,7 +20,7 @@ import json
 
 import torch
 
-from .dit import DIFFUSION_MODELS, build_detected_dit, detected_config, load_tiny_dit, scaled, verify_detected_dit
+from .dit import DIFFUSION_MODELS, build_detected_dit, detected_config, load_tiny_dit, verify_detected_dit
 
 QWEN_IMAGE = "atelier_tiny_qwen_image.safetensors"
 SEED = 2509

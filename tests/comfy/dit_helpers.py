@@ -66,3 +66,68 @@ def with_override(model, override):
     m = model.clone()
     m.model_options.setdefault("transformer_options", {})["optimized_attention_override"] = override
     return m
+
+
+# ---- the pack's DiT controls as the family tests drive them -------------------------------------------
+REGION, ATTENTION, MIX = "AtelierRegion", "AtelierRegionalAttention", "AtelierAestheticMix"
+CURVE = dict(weight=1.0, curve="constant", end_weight=0.0, switch_at=0.5, weights="1")
+
+
+def pack(name):
+    from tests.pack import pack_module
+    return pack_module(name)
+
+
+def region(comfy, cond, x=0.0, y=0.0, width=0.5, height=1.0, regions=None, **curve):
+    """AtelierRegion's REGIONS (``regions``: the chain it extends), the weight curve CURVE unless given."""
+    return comfy.node_class(REGION).execute(cond, x, y, width, height, **dict(CURVE, **curve), regions=regions).args[0]
+
+
+def regional(comfy, model, regions, layers="all"):
+    return comfy.node_class(ATTENTION).execute(model, regions, layers, 0.0, 1.0).args[0]
+
+
+def regional_at_no_layer(model, regions, no_layer):
+    """Regional attention whose layer selection (``no_layer``: a key the model does not have) matches no
+    layer: its prompt streams are still carried, but no layer blends them in."""
+    layers = pack("attention.core.layers")
+    control = pack("attention.regional").RegionalControl(regions=tuple(regions), layers=layers.LayerSelection((no_layer,)))
+    return pack("attention.core.dispatcher").attach(model, control, node=ATTENTION)
+
+
+def aesthetic_mix(model, aesthetic, strength):
+    """AtelierAestheticMix's control, with an aesthetic embedding standing in for the text encoder's."""
+    control = pack("attention.aesthetic_mix").AestheticMixControl(aesthetic=aesthetic, strength=strength)
+    return pack("attention.core.dispatcher").attach(model, control, node=MIX)
+
+
+def spy_calls(run):
+    """Run ``run()`` recording every pack override call: (override, q/k/v as the model gave them,
+    layer key, output)."""
+    joint_dispatcher = pack("attention.core.joint_dispatcher")
+    calls, original = [], joint_dispatcher.DiTOverride.__call__
+
+    def spy(self, func, *args, **kwargs):
+        options = kwargs["transformer_options"]  # the model rewrites block_index in place: read it now
+        key = (options.get("block_type"), options.get("block_index"))
+        out = original(self, func, *args, **kwargs)
+        calls.append((self, args, key, out))
+        return out
+    joint_dispatcher.DiTOverride.__call__ = spy
+    try:
+        run()
+    finally:
+        joint_dispatcher.DiTOverride.__call__ = original
+    return calls
+
+
+def plain_attention(q, k, v):
+    """ComfyUI's own attention on (batch, heads, tokens, dim) q/k/v."""
+    from comfy.ldm.modules.attention import optimized_attention
+    return optimized_attention(q, k, v, q.shape[1], skip_reshape=True)
+
+
+def adain(x, ref, eps=1e-5):
+    return ((x - x.mean(-2, keepdim=True)) / (x.var(-2, keepdim=True) + eps).sqrt()
+            * (ref.var(-2, keepdim=True) + eps).sqrt() + ref.mean(-2, keepdim=True))
+

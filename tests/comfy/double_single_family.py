@@ -12,11 +12,10 @@ from dataclasses import dataclass, field
 import pytest
 import torch
 
-from tests.comfy.dit_helpers import QKVRecorder, with_override
+from tests.comfy.dit_helpers import (QKVRecorder, adain, aesthetic_mix, pack, plain_attention, region, regional,  # noqa: F401
+                                    spy_calls, with_override)
 from tests.comfy.style_aligned_node import NEUTRAL, style_aligned
 
-REGION, ATTENTION, MIX = "AtelierRegion", "AtelierRegionalAttention", "AtelierAestheticMix"
-CURVE = dict(weight=1.0, curve="constant", end_weight=0.0, switch_at=0.5, weights="1")
 LAYERS = (("double", 0), ("double", 1), ("single", 0), ("single", 1))
 
 
@@ -59,54 +58,6 @@ class Bed:
     def latent(self, seed=5, size=64):
         side = size // self.downscale
         return torch.randn(1, self.channels, side, side, generator=torch.Generator().manual_seed(seed))
-
-
-def pack(name):
-    from tests.pack import pack_module
-    return pack_module(name)
-
-
-def region(comfy, cond, x=0.0, y=0.0, width=0.5, height=1.0, **curve):
-    return comfy.node_class(REGION).execute(cond, x, y, width, height, **dict(CURVE, **curve)).args[0]
-
-
-def regional(comfy, model, regions, layers="all"):
-    return comfy.node_class(ATTENTION).execute(model, regions, layers, 0.0, 1.0).args[0]
-
-
-def aesthetic_mix(model, aesthetic, strength):
-    control = pack("attention.aesthetic_mix").AestheticMixControl(aesthetic=aesthetic, strength=strength)
-    return pack("attention.core.dispatcher").attach(model, control, node=MIX)
-
-
-def spy_calls(run):
-    """Run ``run()`` recording every pack override call: (override, q/k/v as the model gave them,
-    layer key, output)."""
-    joint_dispatcher = pack("attention.core.joint_dispatcher")
-    calls, original = [], joint_dispatcher.DiTOverride.__call__
-
-    def spy(self, func, *args, **kwargs):
-        options = kwargs["transformer_options"]  # the model rewrites block_index in place: read it now
-        key = (options.get("block_type"), options.get("block_index"))
-        out = original(self, func, *args, **kwargs)
-        calls.append((self, args, key, out))
-        return out
-    joint_dispatcher.DiTOverride.__call__ = spy
-    try:
-        run()
-    finally:
-        joint_dispatcher.DiTOverride.__call__ = original
-    return calls
-
-
-def plain_attention(q, k, v):
-    from comfy.ldm.modules.attention import optimized_attention
-    return optimized_attention(q, k, v, q.shape[1], skip_reshape=True)
-
-
-def adain(x, ref, eps=1e-5):
-    return ((x - x.mean(-2, keepdim=True)) / (x.var(-2, keepdim=True) + eps).sqrt()
-            * (ref.var(-2, keepdim=True) + eps).sqrt() + ref.mean(-2, keepdim=True))
 
 
 # ---- the family ------------------------------------------------------------------------------------

@@ -2,34 +2,16 @@
 weight 0 = vanilla exactly, the prompt/image streams are untouched by the appended local prompts,
 the regional formula against an independent computation on captured q/k/v, outside every region
 bit-exact, aesthetic value mixing on the prompt's text values, composition with StyleAligned."""
+import functools
 import math
 
 import pytest
 import torch
 
-from tests.comfy.dit_helpers import conditioning, sample, tiny_flux
+from tests.comfy import dit_helpers
+from tests.comfy.dit_helpers import MIX, aesthetic_mix, conditioning, regional, sample, spy_calls, tiny_flux
 
-REGION, ATTENTION, MIX = "AtelierRegion", "AtelierRegionalAttention", "AtelierAestheticMix"
-CURVE = dict(weight=1.0, curve="constant", end_weight=0.0, switch_at=0.5, weights="1, 1, 0.5, 0")
-
-
-def region(comfy, cond, x=0.0, y=0.0, width=0.5, height=1.0, regions=None, **curve):
-    return comfy.node_class(REGION).execute(cond, x, y, width, height, **dict(CURVE, **curve),
-                                            regions=regions).args[0]
-
-
-def regional(comfy, model, regions, layers="all"):
-    return comfy.node_class(ATTENTION).execute(model, regions, layers, 0.0, 1.0).args[0]
-
-
-def regional_at_no_layer(model, regions):
-    """Regional attention whose layer selection matches no layer of Flux: its prompt streams are
-    still appended and carried, but no layer blends them in."""
-    from tests.pack import pack_module
-    dispatcher, layers = pack_module("attention.core.dispatcher"), pack_module("attention.core.layers")
-    control = pack_module("attention.regional").RegionalControl(regions=tuple(regions),
-                                                                layers=layers.LayerSelection((("double", 99),)))
-    return dispatcher.attach(model, control, node=ATTENTION)
+region = functools.partial(dit_helpers.region, weights="1, 1, 0.5, 0")  # a weight per step
 
 
 @pytest.fixture(scope="module")
@@ -67,33 +49,12 @@ def test_appended_prompt_streams_leave_the_prompt_and_image_untouched(comfy, flu
     model, pos, neg = flux
     regions = region(comfy, conditioning(model, tokens=5, seed=7))
     plain = sample(comfy, model, pos, neg, batch=2, steps=2)
-    kept_apart = sample(comfy, regional_at_no_layer(model, regions), pos, neg, batch=2, steps=2)
+    kept_apart = sample(comfy, dit_helpers.regional_at_no_layer(model, regions, ("double", 99)), pos, neg, batch=2, steps=2)
     torch.testing.assert_close(kept_apart, plain, rtol=0, atol=1e-5)
 
 
 def attention(q, k, v):
     return ((q @ k.transpose(-1, -2)) / math.sqrt(q.shape[-1])).softmax(-1) @ v
-
-
-def spy_calls(comfy, run):
-    """Run ``run()`` recording every DiTOverride call: (override, args, kwargs, output)."""
-    from tests.pack import pack_module
-    joint_dispatcher = pack_module("attention.core.joint_dispatcher")
-    calls = []
-    original = joint_dispatcher.DiTOverride.__call__
-
-    def spy(self, func, *args, **kwargs):
-        options = kwargs["transformer_options"]  # Flux rewrites block_type/index in place: read them now
-        key = (options.get("block_type"), options.get("block_index"))
-        out = original(self, func, *args, **kwargs)
-        calls.append((self, args, key, out))
-        return out
-    joint_dispatcher.DiTOverride.__call__ = spy
-    try:
-        run()
-    finally:
-        joint_dispatcher.DiTOverride.__call__ = original
-    return calls
 
 
 def at_layer(calls, kind, index):
@@ -113,7 +74,7 @@ def test_regional_formula_against_an_independent_computation(comfy, flux):
     curves = pack_module("attention.weight_curves")
     model, pos, neg = flux
     local = conditioning(model, tokens=5, seed=7)
-    calls = spy_calls(comfy, lambda: sample(comfy, regional_at_no_layer(model, region(comfy, local)),
+    calls = spy_calls(lambda: sample(comfy, dit_helpers.regional_at_no_layer(model, region(comfy, local), ("double", 99)),
                                             pos, neg, batch=1, steps=1))
     override, args, _, _ = at_layer(calls, "double", 1)
     layout = override.tokens
@@ -141,7 +102,7 @@ def test_in_the_model_outside_every_region_gets_the_chain_output_bit_for_bit(com
     from comfy.ldm.modules.attention import optimized_attention
     model, pos, neg = flux
     regions = region(comfy, conditioning(model, tokens=5, seed=7), x=0.0, width=0.5)
-    calls = spy_calls(comfy, lambda: sample(comfy, regional(comfy, model, regions, layers="double.1"), pos, neg,
+    calls = spy_calls(lambda: sample(comfy, regional(comfy, model, regions, layers="double.1"), pos, neg,
                                             batch=1, steps=1))
     override, args, _, out = at_layer(calls, "double", 1)
     layout = override.tokens
@@ -173,19 +134,10 @@ def test_regional_composes_with_style_aligned(comfy, flux):
     assert torch.isfinite(both).all() and (both - sa_only).abs().max().item() > 1e-3
 
 
-def aesthetic_mix(comfy, model, aesthetic, strength):
-    """AtelierAestheticMix's control on a DiT, with an aesthetic embedding standing in for T5."""
-    from tests.pack import pack_module
-    dispatcher = pack_module("attention.core.dispatcher")
-    mix = pack_module("attention.aesthetic_mix")
-    control = mix.AestheticMixControl(aesthetic=aesthetic, strength=strength)
-    return dispatcher.attach(model, control, node=MIX)
-
-
 def test_aesthetic_mix_acts_and_strength_zero_is_vanilla(comfy, flux, vanilla):
     model, pos, neg = flux
     aesthetic = conditioning(model, tokens=3, seed=9)[0][0]
-    out = sample(comfy, aesthetic_mix(comfy, model, aesthetic, 0.8), pos, neg, batch=2)
+    out = sample(comfy, aesthetic_mix(model, aesthetic, 0.8), pos, neg, batch=2)
     assert torch.isfinite(out).all() and (out - vanilla[1.0]).abs().max().item() > 1e-3
     node_out = comfy.node_class(MIX).execute(model, None, "", 0.5, True, "all", 0.0, 1.0).args[0]
     assert (sample(comfy, node_out, pos, neg, batch=2) - vanilla[1.0]).abs().max().item() == 0.0

@@ -10,7 +10,6 @@ pack's override keeps running; refusals name Chroma. Here: ComfyUI's Chroma runs
 not padded), so regional / aesthetic prompt streams are carried.
 """
 import pytest
-import torch
 
 from tests.comfy.double_single_family import *  # noqa: F401,F403  (the shared invariants)
 from tests.comfy.double_single_family import Bed, QKVRecorder, with_override

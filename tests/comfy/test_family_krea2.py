@@ -16,11 +16,11 @@ import math
 import pytest
 import torch
 
-from tests.comfy.dit_helpers import QKVRecorder, with_override
+from tests.comfy import dit_helpers
+from tests.comfy.dit_helpers import MIX, QKVRecorder, adain, aesthetic_mix, pack, region, regional, spy_calls, with_override
 from tests.comfy.style_aligned_node import NEUTRAL, NODE, style_aligned
 
-REGION, ATTENTION, MIX, INVERT = "AtelierRegion", "AtelierRegionalAttention", "AtelierAestheticMix", "AtelierInvert"
-CURVE = dict(weight=1.0, curve="constant", end_weight=0.0, switch_at=0.5, weights="1")
+INVERT = "AtelierInvert"
 TEXT = 8  # prompt tokens of the stand-in conditioning
 
 
@@ -60,11 +60,6 @@ def sample(comfy, model, positive, negative, batch=3, cfg=1.0, steps=3, size=64,
 def vanilla(comfy, krea2):
     model, pos, neg = krea2
     return {cfg: sample(comfy, model, pos, neg, cfg=cfg) for cfg in (1.0, 4.0)}
-
-
-def pack(name):
-    from tests.pack import pack_module
-    return pack_module(name)
 
 
 def diffusion_model(model):
@@ -118,11 +113,6 @@ def test_reference_row_unchanged_other_rows_styled(comfy, krea2, vanilla, cfg, s
     torch.testing.assert_close(out[0], vanilla[cfg][0], rtol=0, atol=1e-5)
     for row in (1, 2):
         assert (out[row] - vanilla[cfg][row]).abs().max().item() > 1e-3
-
-
-def adain(x, ref, eps=1e-5):
-    return ((x - x.mean(-2, keepdim=True)) / (x.var(-2, keepdim=True) + eps).sqrt()
-            * (ref.var(-2, keepdim=True) + eps).sqrt() + ref.mean(-2, keepdim=True))
 
 
 def plain_attention(q, k, v, mask=None):
@@ -250,40 +240,6 @@ def test_what_krea2_cannot_run_is_refused_by_name(comfy, krea2):
 
 
 # ---- regional attention and aesthetic mixing ---------------------------------------------------------
-def region(comfy, cond, x=0.0, y=0.0, width=0.5, height=1.0, regions=None, **curve):
-    return comfy.node_class(REGION).execute(cond, x, y, width, height, **dict(CURVE, **curve), regions=regions).args[0]
-
-
-def regional(comfy, model, regions, layers="all"):
-    return comfy.node_class(ATTENTION).execute(model, regions, layers, 0.0, 1.0).args[0]
-
-
-def regional_at_no_layer(model, regions):
-    dispatcher, layers = pack("attention.core.dispatcher"), pack("attention.core.layers")
-    control = pack("attention.regional").RegionalControl(regions=tuple(regions),
-                                                         layers=layers.LayerSelection((("single", 99),)))
-    return dispatcher.attach(model, control, node=ATTENTION)
-
-
-def spy_calls(run):
-    """Run ``run()`` recording every DiTOverride call: (override, args, layer, output)."""
-    joint_dispatcher = pack("attention.core.joint_dispatcher")
-    calls, original = [], joint_dispatcher.DiTOverride.__call__
-
-    def spy(self, func, *args, **kwargs):
-        options = kwargs["transformer_options"]  # Krea 2 rewrites block_index in place: read it now
-        key = (options.get("block_type"), options.get("block_index"))
-        out = original(self, func, *args, **kwargs)
-        calls.append((self, args, key, out))
-        return out
-    joint_dispatcher.DiTOverride.__call__ = spy
-    try:
-        run()
-    finally:
-        joint_dispatcher.DiTOverride.__call__ = original
-    return calls
-
-
 def test_region_weight_zero_reproduces_vanilla_exactly(comfy, krea2, vanilla):
     model, pos, neg = krea2
     regions = region(comfy, conditioning(model, tokens=5, seed=7), weight=0.0)
@@ -305,13 +261,13 @@ def test_appended_prompt_streams_never_meet_the_prompt(comfy, krea2, vanilla):
     the image as vanilla (matmuls over a longer sequence may round differently, hence 1e-5)."""
     model, pos, neg = krea2
     local = conditioning(model, tokens=5, seed=7)
-    torch.testing.assert_close(sample(comfy, regional_at_no_layer(model, region(comfy, local)), pos, neg),
+    torch.testing.assert_close(sample(comfy, dit_helpers.regional_at_no_layer(model, region(comfy, local), ("single", 99)), pos, neg),
                                vanilla[1.0], rtol=0, atol=1e-5)
     seen = []
     spied = model.clone()
     spied.set_model_patch(lambda args: seen.append(args["txt"].clone()) or args, "post_input")
     sample(comfy, spied, pos, neg, batch=1, steps=1)
-    sample(comfy, regional_at_no_layer(spied, region(comfy, local)), pos, neg, batch=1, steps=1)
+    sample(comfy, dit_helpers.regional_at_no_layer(spied, region(comfy, local), ("single", 99)), pos, neg, batch=1, steps=1)
     plain, carried = seen
     assert plain.shape[1] == TEXT and carried.shape[1] == TEXT + 5
     torch.testing.assert_close(carried[:, :TEXT], plain, rtol=0, atol=1e-6)
@@ -360,17 +316,12 @@ def test_per_step_weights_decide_the_steps_a_region_acts_in(comfy, krea2, vanill
     assert (out - vanilla[1.0]).abs().max().item() > 1e-4 and (out - constant).abs().max().item() > 1e-4
 
 
-def aesthetic_mix(comfy, model, aesthetic, strength):
-    control = pack("attention.aesthetic_mix").AestheticMixControl(aesthetic=aesthetic, strength=strength)
-    return pack("attention.core.dispatcher").attach(model, control, node=MIX)
-
-
 def test_aesthetic_mixing_acts_and_strength_zero_is_vanilla(comfy, krea2, vanilla):
     model, pos, neg = krea2
     aesthetic = conditioning(model, tokens=3, seed=9)[0][0]
-    out = sample(comfy, aesthetic_mix(comfy, model, aesthetic, 0.8), pos, neg)
+    out = sample(comfy, aesthetic_mix(model, aesthetic, 0.8), pos, neg)
     assert torch.isfinite(out).all() and (out - vanilla[1.0]).abs().max().item() > 1e-3
-    torch.testing.assert_close(sample(comfy, aesthetic_mix(comfy, model, aesthetic, 0.0), pos, neg), vanilla[1.0],
+    torch.testing.assert_close(sample(comfy, aesthetic_mix(model, aesthetic, 0.0), pos, neg), vanilla[1.0],
                                rtol=0, atol=1e-5)  # its stream rides along, never meeting the prompt
     node_out = comfy.node_class(MIX).execute(model, None, "", 0.5, True, "all", 0.0, 1.0).args[0]
     assert (sample(comfy, node_out, pos, neg) - vanilla[1.0]).abs().max().item() == 0.0

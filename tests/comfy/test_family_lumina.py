@@ -17,21 +17,15 @@ import math
 import pytest
 import torch
 
-from tests.comfy.dit_helpers import QKVRecorder, sample, with_override
+from tests.comfy import dit_helpers
+from tests.comfy.dit_helpers import MIX, QKVRecorder, aesthetic_mix, pack, plain_attention, region, regional, sample, with_override
 from tests.comfy.style_aligned_node import NEUTRAL, style_aligned
 
-REGION, ATTENTION, MIX = "AtelierRegion", "AtelierRegionalAttention", "AtelierAestheticMix"
 CFG = 4.0  # Z-Image (base) runs real cfg; Turbo cfg 1
 TEXT = 8  # prompt tokens of the stand-in conditioning
 CAPTION = 32  # the prompt padded to a multiple of 32
 IMAGE = 16  # a 64 px image: 4 x 4 tokens, padded with 16 pad tokens to 32
 FULL = CAPTION + 32
-CURVE = dict(weight=1.0, curve="constant", end_weight=0.0, switch_at=0.5, weights="1")
-
-
-def pack(name):
-    from tests.pack import pack_module
-    return pack_module(name)
 
 
 @pytest.fixture(scope="module")
@@ -50,26 +44,6 @@ def zimage(comfy):
 def vanilla(comfy, zimage):
     model, pos, neg = zimage
     return {cfg: sample(comfy, model, pos, neg, cfg=cfg) for cfg in (1.0, CFG)}
-
-
-def region(comfy, cond, x=0.0, y=0.0, width=0.5, height=1.0, **curve):
-    return comfy.node_class(REGION).execute(cond, x, y, width, height, **dict(CURVE, **curve)).args[0]
-
-
-def regional(comfy, model, regions, layers="all"):
-    return comfy.node_class(ATTENTION).execute(model, regions, layers, 0.0, 1.0).args[0]
-
-
-def aesthetic_mix(model, aesthetic, strength):
-    control = pack("attention.aesthetic_mix").AestheticMixControl(aesthetic=aesthetic, strength=strength)
-    return pack("attention.core.dispatcher").attach(model, control, node=MIX)
-
-
-def regional_at_no_layer(model, regions):
-    """Regional attention selecting no layer: its prompt's stream is carried, no layer blends it in."""
-    control = pack("attention.regional").RegionalControl(
-        regions=tuple(regions), layers=pack("attention.core.layers").LayerSelection((("layer", 99),)))
-    return pack("attention.core.dispatcher").attach(model, control, node=ATTENTION)
 
 
 def local_prompt(seed=7, tokens=5):
@@ -101,11 +75,6 @@ def spy_calls(run):
         joint_dispatcher.DiTOverride.__call__ = original
         lumina.LuminaFamily.call_key = original_key
     return calls
-
-
-def plain_attention(q, k, v):
-    from comfy.ldm.modules.attention import optimized_attention
-    return optimized_attention(q, k, v, q.shape[1], skip_reshape=True)
 
 
 # ---- the family ------------------------------------------------------------------------------------
@@ -305,7 +274,7 @@ def test_appended_prompt_streams_leave_the_prompt_and_image_untouched(comfy, zim
     model, pos, neg = zimage
     regions = region(comfy, local_prompt())
     plain = sample(comfy, model, pos, neg, batch=2, steps=2)
-    kept_apart = sample(comfy, regional_at_no_layer(model, regions), pos, neg, batch=2, steps=2)
+    kept_apart = sample(comfy, dit_helpers.regional_at_no_layer(model, regions, ("layer", 99)), pos, neg, batch=2, steps=2)
     torch.testing.assert_close(kept_apart, plain, rtol=0, atol=1e-5)
 
 

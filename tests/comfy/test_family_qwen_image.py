@@ -15,23 +15,17 @@ import pytest
 import torch
 
 from tests.comfy import dit_helpers
-from tests.comfy.dit_helpers import QKVRecorder, with_override
+from tests.comfy.dit_helpers import (QKVRecorder, aesthetic_mix, pack, plain_attention, region, regional, spy_calls,
+                                    with_override)
 from tests.comfy.style_aligned_node import NEUTRAL, style_aligned
 
-REGION, ATTENTION, MIX = "AtelierRegion", "AtelierRegionalAttention", "AtelierAestheticMix"
 CFG = 2.5  # ComfyUI's Qwen-Image and Qwen-Image-Edit templates
 TEXT = 8  # prompt tokens of the stand-in conditioning
-CURVE = dict(weight=1.0, curve="constant", end_weight=0.0, switch_at=0.5, weights="1")
 
 
 def sample(comfy, model, positive, negative, batch=2, cfg=1.0, steps=2):
     """KSampler semantics (euler, simple) on a 64 px latent [batch, 16, 1, 8, 8]: 4 x 4 image tokens."""
     return dit_helpers.sample(comfy, model, positive, negative, batch=batch, cfg=cfg, steps=steps)
-
-
-def pack(name):
-    from tests.pack import pack_module
-    return pack_module(name)
 
 
 @pytest.fixture(scope="module")
@@ -68,47 +62,9 @@ def edit(qwen):
     return with_reference_latents(pos, [reference]), with_reference_latents(neg, [reference])
 
 
-def region(comfy, cond, x=0.0, y=0.0, width=0.5, height=1.0, **curve):
-    return comfy.node_class(REGION).execute(cond, x, y, width, height, **dict(CURVE, **curve)).args[0]
-
-
-def regional(comfy, model, regions, layers="all"):
-    return comfy.node_class(ATTENTION).execute(model, regions, layers, 0.0, 1.0).args[0]
-
-
-def aesthetic_mix(model, aesthetic, strength):
-    control = pack("attention.aesthetic_mix").AestheticMixControl(aesthetic=aesthetic, strength=strength)
-    return pack("attention.core.dispatcher").attach(model, control, node=MIX)
-
-
 def local_prompt(seed=7, tokens=5):
     from tiny_models.qwen_image import random_conditioning
     return random_conditioning(tokens, seed=seed)
-
-
-def spy_calls(run):
-    """Run ``run()`` recording every pack override call: (override, q/k/v as the model gave them,
-    layer key, output)."""
-    joint_dispatcher = pack("attention.core.joint_dispatcher")
-    calls, original = [], joint_dispatcher.DiTOverride.__call__
-
-    def spy(self, func, *args, **kwargs):
-        options = kwargs["transformer_options"]  # the model rewrites block_index in place: read it now
-        key = (options.get("block_type"), options.get("block_index"))
-        out = original(self, func, *args, **kwargs)
-        calls.append((self, args, key, out))
-        return out
-    joint_dispatcher.DiTOverride.__call__ = spy
-    try:
-        run()
-    finally:
-        joint_dispatcher.DiTOverride.__call__ = original
-    return calls
-
-
-def plain_attention(q, k, v):
-    from comfy.ldm.modules.attention import optimized_attention
-    return optimized_attention(q, k, v, q.shape[1], skip_reshape=True)
 
 
 # ---- the family ------------------------------------------------------------------------------------
