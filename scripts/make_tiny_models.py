@@ -42,6 +42,9 @@ tiny_models.ARTIFACTS.update(qwen_image_artifacts())  # tiny Qwen-Image (its tem
 tiny_models.ARTIFACTS.update(qwen_image_part_artifacts())  # tiny Qwen2.5-VL text encoder + Wan 2.1 VAE (Qwen-Image template)
 tiny_models.ARTIFACTS.update(flux2_artifacts())  # tiny FLUX.2 klein (its template)
 tiny_models.ARTIFACTS.update(flux2_vae_artifacts())  # tiny FLUX.2 VAE (klein template)
+from tiny_models.chroma import chroma_artifacts  # noqa: E402
+
+tiny_models.ARTIFACTS.update(chroma_artifacts())  # tiny Chroma (its family tests, on both test beds)
 
 
 def header_ok(path: Path) -> bool:

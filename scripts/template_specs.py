@@ -62,28 +62,28 @@ KLEIN_QWEN3 = {"qwen_3_4b.safetensors": {
     "url": HF + "Comfy-Org/flux2-klein/resolve/main/split_files/text_encoders/qwen_3_4b.safetensors",
     "directory": "text_encoders"}}
 
-SDXL_MODEL = "- `sd_xl_base_1.0.safetensors` in `models/checkpoints`"
-SD15_MODEL = "- `v1-5-pruned-emaonly-fp16.safetensors` in `models/checkpoints`"
+SDXL_MODEL = "- **sd_xl_base_1.0.safetensors** in **models/checkpoints**"
+SD15_MODEL = "- **v1-5-pruned-emaonly-fp16.safetensors** in **models/checkpoints**"
 MISSING = "ComfyUI offers the download of a missing file when the workflow opens."
-FLUX_MODELS = """- `flux1-dev.safetensors` in `models/diffusion_models` (FLUX.1 dev; any Flux.1 dev/schnell fine-tune
-  works; on a 12-16 GB card set *Load Diffusion Model* `weight_dtype` to fp8_e4m3fn)
-- `clip_l.safetensors` and `t5xxl_fp8_e4m3fn.safetensors` in `models/text_encoders`
-- `ae.safetensors` in `models/vae`"""
+FLUX_MODELS = """- **flux1-dev.safetensors** in **models/diffusion_models** (FLUX.1 dev; any Flux.1 dev/schnell fine-tune
+  works; on a 12-16 GB card set *Load Diffusion Model* **weight_dtype** to fp8_e4m3fn)
+- **clip_l.safetensors** and **t5xxl_fp8_e4m3fn.safetensors** in **models/text_encoders**
+- **ae.safetensors** in **models/vae**"""
 FLUX_SAMPLING = """Flux dev is guidance-distilled: the strength is *Flux guidance* (3.5), KSampler stays at cfg 1
 (the negative is unused), euler / simple, about 20 steps. For FLUX.1 schnell: 4 steps, no FluxGuidance
 needed."""
 
-Z_IMAGE_MODELS = """- `z_image_turbo_bf16.safetensors` in `models/diffusion_models` (Z-Image Turbo)
-- `qwen_3_4b.safetensors` in `models/text_encoders` (Qwen3-4B, loaded with type lumina2)
-- `ae.safetensors` in `models/vae` (the Flux.1 autoencoder)"""
+Z_IMAGE_MODELS = """- **z_image_turbo_bf16.safetensors** in **models/diffusion_models** (Z-Image Turbo)
+- **qwen_3_4b.safetensors** in **models/text_encoders** (Qwen3-4B, loaded with type lumina2)
+- **ae.safetensors** in **models/vae** (the Flux.1 autoencoder)"""
 
-QWEN_IMAGE_MODELS = """- `qwen_image_fp8_e4m3fn.safetensors` in `models/diffusion_models` (Qwen-Image)
-- `qwen_2.5_vl_7b_fp8_scaled.safetensors` in `models/text_encoders` (Qwen2.5-VL 7B, loaded with type qwen_image)
-- `qwen_image_vae.safetensors` in `models/vae`"""
+QWEN_IMAGE_MODELS = """- **qwen_image_fp8_e4m3fn.safetensors** in **models/diffusion_models** (Qwen-Image)
+- **qwen_2.5_vl_7b_fp8_scaled.safetensors** in **models/text_encoders** (Qwen2.5-VL 7B, loaded with type qwen_image)
+- **qwen_image_vae.safetensors** in **models/vae**"""
 
-KLEIN_MODELS = """- `flux-2-klein-4b.safetensors` in `models/diffusion_models` (FLUX.2 klein 4B, distilled)
-- `qwen_3_4b.safetensors` in `models/text_encoders` (Qwen3-4B, loaded with type flux2)
-- `flux2-vae.safetensors` in `models/vae` (the FLUX.2 autoencoder)"""
+KLEIN_MODELS = """- **flux-2-klein-4b.safetensors** in **models/diffusion_models** (FLUX.2 klein 4B, distilled)
+- **qwen_3_4b.safetensors** in **models/text_encoders** (Qwen3-4B, loaded with type flux2)
+- **flux2-vae.safetensors** in **models/vae** (the FLUX.2 autoencoder)"""
 
 SPECS = {
     "aesthetic_mix": {
@@ -93,12 +93,12 @@ One prompt is split into **content** (what is in the picture) and **aesthetic** 
 medium). The content is the prompt; the aesthetic words are mixed into the attention *values* only, so
 they change the look without moving objects.
 
-**Change first:** the prompt in *One prompt -> content + aesthetic*; `strength` of the mix (0.3-0.8).
+**Change first:** the prompt in *One prompt -> content + aesthetic*; **strength** of the mix (0.3-0.8).
 
 **Models** ({MISSING})
 {SDXL_MODEL}
 
-For SD1.5 load `v1-5-pruned-emaonly-fp16.safetensors` and set the latent to 512x512.
+For SD1.5 load **v1-5-pruned-emaonly-fp16.safetensors** and set the latent to 512x512.
 """,
         "columns": [
             {"groups": [("Model", ["1"])]},
@@ -113,7 +113,7 @@ For SD1.5 load `v1-5-pruned-emaonly-fp16.safetensors` and set the latent to 512x
 One image per line of *Batch Prompts*, all in one style: every image shares attention with the first
 one (row 0 is the style reference) and its queries/keys are AdaIN-normalised to it.
 
-**Change first:** the prompts (one per line) and the `style` words appended to every line.
+**Change first:** the prompts (one per line) and the **style** words appended to every line.
 
 **Must match:** nothing; the batch size follows the number of lines.
 
@@ -161,7 +161,7 @@ thing as a single node with a step curve, chained into the editor's regions.
 
 **Change first:** the full prompt, the boxes and their prompts.
 
-**Must match:** the editor's aspect (`width`/`height` in its JSON) = the latent's aspect; the button
+**Must match:** the editor's aspect (**width**/**height** in its JSON) = the latent's aspect; the button
 *Use latent size* copies it from a connected latent.
 
 **Models** ({MISSING})
@@ -182,8 +182,8 @@ comes back. Use it to check an inversion before editing with it.
 
 **Change first:** load your picture in *Load your image*; describe it in *What the image shows*.
 
-**Must match** between *Invert* and *Regenerate*: `steps`, `scheduler` and `cfg`; Regenerate keeps
-`add_noise` disabled and sampler `ddim`.
+**Must match** between *Invert* and *Regenerate*: **steps**, **scheduler** and **cfg**; Regenerate keeps
+**add_noise** disabled and sampler **ddim**.
 
 **Models** ({MISSING})
 {SD15_MODEL}
@@ -208,8 +208,8 @@ family (SDXL ViT-H adapter with the ViT-H encoder).
 
 **Models** ({MISSING})
 {SDXL_MODEL}
-- `ip-adapter_sdxl_vit-h.safetensors` in `models/ipadapter`
-- `clip_vision_h.safetensors` in `models/clip_vision`
+- **ip-adapter_sdxl_vit-h.safetensors** in **models/ipadapter**
+- **clip_vision_h.safetensors** in **models/clip_vision**
 """,
         "note_height": 470,
         "columns": [
@@ -229,8 +229,8 @@ sharing attention with its own trajectory (StyleAligned) and ArtBN keeps its col
 
 **Change first:** load your artwork; describe it (source prompt); write the edit prompt.
 
-**Must match** between *Invert* and *Regenerate*: `steps` and `scheduler`; Regenerate keeps
-`add_noise` disabled and sampler `ddim`. Raise Regenerate's cfg for a stronger edit.
+**Must match** between *Invert* and *Regenerate*: **steps** and **scheduler**; Regenerate keeps
+**add_noise** disabled and sampler **ddim**. Raise Regenerate's cfg for a stronger edit.
 
 **Models** ({MISSING})
 {SDXL_MODEL}
@@ -252,16 +252,16 @@ the aesthetic mix all act in one KSampler run.
 **Change first:** load your style reference and your content image; the prompt; the boxes.
 
 **Must match:** *Invert reference* steps = KSampler steps; *Empty Latent* = *Scale reference* size.
-The LCM-LoRA wants sampler `lcm`, 8 steps, cfg 1-2; with another LoRA use euler, 25 steps, cfg 6 (and
+The LCM-LoRA wants sampler **lcm**, 8 steps, cfg 1-2; with another LoRA use euler, 25 steps, cfg 6 (and
 25 inversion steps).
 
 **Models** ({MISSING})
 {SD15_MODEL}
-- `lcm-lora-sdv1-5.safetensors` in `models/loras` (the LCM-LoRA's `pytorch_lora_weights.safetensors`,
+- **lcm-lora-sdv1-5.safetensors** in **models/loras** (the LCM-LoRA's **pytorch_lora_weights.safetensors**,
   renamed)
-- `control_v11f1e_sd15_tile_fp16.safetensors` in `models/controlnet`
-- `ip-adapter_sd15.safetensors` in `models/ipadapter`
-- `clip_vision_h.safetensors` in `models/clip_vision`
+- **control_v11f1e_sd15_tile_fp16.safetensors** in **models/controlnet**
+- **ip-adapter_sd15.safetensors** in **models/ipadapter**
+- **clip_vision_h.safetensors** in **models/clip_vision**
 """,
         "note_height": 560,
         "columns": [
@@ -281,11 +281,11 @@ One image per line of *Batch Prompts*, all in one style: in every joint attentio
 of each image also attend to the first image's image tokens (row 0 is the style reference), after
 AdaIN gives their queries/keys row 0's statistics. Text tokens are untouched.
 
-**Change first:** the prompts (one per line) and the `style` words appended to every line.
+**Change first:** the prompts (one per line) and the **style** words appended to every line.
 
 {FLUX_SAMPLING}
 
-**Not on Flux:** `share_group_norm` (Flux has no GroupNorm; refused with a message).
+**Not on Flux:** **share_group_norm** (Flux has no GroupNorm; refused with a message).
 
 **Models** ({MISSING})
 {FLUX_MODELS}
@@ -308,7 +308,7 @@ attend to that box's prompt tokens, with the box's weight curve over the steps. 
 
 **Change first:** the full prompt, the boxes and their prompts.
 
-**Must match:** the editor's aspect (`width`/`height` in its JSON) = the latent's aspect.
+**Must match:** the editor's aspect (**width**/**height** in its JSON) = the latent's aspect.
 
 {FLUX_SAMPLING}
 
@@ -330,12 +330,12 @@ One image per line of *Batch Prompts*, all in one style: in every main joint att
 tokens of each image also attend to the first image's image tokens (row 0 is the style reference), after
 AdaIN gives their queries/keys row 0's statistics. Caption tokens and the refiner blocks are untouched.
 
-**Change first:** the prompts (one per line) and the `style` words appended to every line.
+**Change first:** the prompts (one per line) and the **style** words appended to every line.
 
 Z-Image Turbo is distilled: 8 steps, cfg 1 (the negative is unused), res_multistep / simple,
 ModelSamplingAuraFlow shift 3, as ComfyUI's own Z-Image Turbo template.
 
-**Not on Z-Image:** `share_group_norm` (a transformer has no GroupNorm; refused with a message).
+**Not on Z-Image:** **share_group_norm** (a transformer has no GroupNorm; refused with a message).
 
 **Models** ({MISSING})
 {Z_IMAGE_MODELS}
@@ -358,7 +358,7 @@ the *Regions* editor (drag on empty space to add, drag to move, the corner to re
 
 **Change first:** the full prompt, the boxes and their prompts.
 
-**Must match:** the editor's aspect (`width`/`height` in its JSON) = the latent's aspect.
+**Must match:** the editor's aspect (**width**/**height** in its JSON) = the latent's aspect.
 
 Sampling as ComfyUI's own Qwen-Image template: 20 steps, cfg 4 with a negative prompt, euler / simple,
 ModelSamplingAuraFlow shift 3.5, 1328 x 1328.
@@ -381,14 +381,14 @@ One image per line of *Batch Prompts*, all in one style: in every joint attentio
 of each image also attend to the first image's image tokens (row 0 is the style reference), after AdaIN
 gives their queries/keys row 0's statistics. Text tokens are untouched. Needs ComfyUI with FLUX.2 klein.
 
-**Change first:** the prompts (one per line) and the `style` words appended to every line.
+**Change first:** the prompts (one per line) and the **style** words appended to every line.
 
-**Must match:** *Flux2Scheduler*'s `width`/`height` = the latent's (the schedule's shift follows the size).
+**Must match:** *Flux2Scheduler*'s **width**/**height** = the latent's (the schedule's shift follows the size).
 
 Sampling as ComfyUI's own FLUX.2 klein template (distilled 4B): 4 steps, CFGGuider cfg 1 (the negative
 is unused), euler, Flux2Scheduler. For klein base 4B: 20 steps, cfg 5.
 
-**Not on FLUX.2:** `share_group_norm` (a transformer has no GroupNorm; refused with a message).
+**Not on FLUX.2:** **share_group_norm** (a transformer has no GroupNorm; refused with a message).
 
 **Models** ({MISSING})
 {KLEIN_MODELS}

@@ -4,6 +4,7 @@ CLIPLoader loads one (``comfy.sd.CLIP`` + ``load_sd``)."""
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 
 import torch
@@ -17,7 +18,7 @@ def save_tiny(path, sd: dict, kind: str, **metadata: str) -> dict:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     sd = {k: v.contiguous() for k, v in sd.items()}
-    tmp = path.with_suffix(".tmp")
+    tmp = path.with_suffix(f".{os.getpid()}.tmp")  # two test runs may build a missing file at once
     comfy.utils.save_torch_file(sd, str(tmp), metadata={"atelier_tiny": TINY_VERSION, "kind": kind, **metadata})
     tmp.replace(path)
     params = sum(v.numel() for v in sd.values())

@@ -64,10 +64,7 @@ def test_every_control_acts(comfy, run, graph, full, node_id):
     assert moved > MIN_CHANGE, f"{aio.CONTROLS[node_id]} did not change the result (max change {moved})"
 
 
-ORDERS = {"reversed": tuple(reversed(aio.PATCH_CHAIN)), "shuffled": ("15", "18", "10", "17")}
-
-
-@pytest.mark.parametrize("order", list(ORDERS.values()), ids=list(ORDERS))
+@pytest.mark.parametrize("order", [tuple(reversed(aio.PATCH_CHAIN))], ids=["reversed"])  # every patch moves
 def test_every_patch_acts_in_another_chain_order(comfy, run, graph, order):
     reordered = aio.with_chain_order(graph, order)
     assert reordered[aio.KSAMPLER]["inputs"]["model"] == [order[-1], 0]
