@@ -101,6 +101,7 @@ class Tracked:
                 pass
 
     def survivors(self, census: Census) -> list:
+        gc.collect()  # first: a weak reference read before collecting would keep cyclic garbage alive
         alive = [o for o in (r() for r in self.refs) if o is not None]
         ids = {id(o) for o in alive}
         return alive + [o for o in census.new() if id(o) not in ids]
@@ -164,12 +165,6 @@ DIT_MODELS = {"Flux": tiny_flux, "SD3": tiny_sd35}
 
 
 # ---- the tests -------------------------------------------------------------------------------------
-@pytest.mark.xfail(strict=True, reason="open (2026-12-03): after 3 prompts of all_in_one on one executor and the "
-                   "executor dropped, 41 objects of the prompts (8 ModelPatchers chained by .parent, the controls, the "
-                   "reference cache) stay alive inside pytest on both ComfyUI versions, while the same prompts run as a "
-                   "plain script leave none. No gc-visible root holds them: no module global, no frame of any thread's "
-                   "stack, no context variable (searched breadth-first over gc referrers); autograd was ruled out "
-                   "(the tier now runs without it). The HTTP soak (tests/e2e/test_server_memory.py) stays flat.")
 @pytest.mark.parametrize("family", ["SD15", pytest.param("SDXL", marks=pytest.mark.slow)])
 def test_unet_prompt_leaves_nothing_behind(comfy, family):
     comfy.run_graph(unet_graph(comfy, family, seed=0))  # first use: lazy imports, the shared checkpoint load
