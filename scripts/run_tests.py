@@ -95,8 +95,9 @@ def run(label: str, paths: list[str], env: dict, extra: list[str], to_log: bool 
     name = report_name(label)
     report, log_path = REPORTS / f"{name}.xml", REPORTS / f"{name}.log"
     report.unlink(missing_ok=True)
-    cmd = [sys.executable, "-m", "pytest", "-q", f"--junitxml={report}",
-           f"--basetemp={ROOT / '.cache' / 'pytest-tmp' / name}", *paths, *extra]
+    basetemp = ROOT / ".cache" / "pytest-tmp" / name  # its own: runs side by side never share a temp folder
+    basetemp.parent.mkdir(parents=True, exist_ok=True)
+    cmd = [sys.executable, "-m", "pytest", "-q", f"--junitxml={report}", f"--basetemp={basetemp}", *paths, *extra]
     t0 = time.time()
     if to_log:
         print(f"[{time.strftime('%H:%M:%S')}] started {label}", flush=True)

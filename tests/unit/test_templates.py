@@ -132,7 +132,7 @@ def test_a_note_says_what_it_does_what_to_change_and_what_must_match(template):
     if "AtelierInvert" in types:
         assert "Must match" in text
     if {"AtelierInvert", "KSamplerAdvanced"} <= types:  # regenerating from x_T: the schedule must be the same
-        assert "`steps`" in text and "`scheduler`" in text
+        assert "**steps**" in text and "**scheduler**" in text
 
 
 def test_every_template_has_its_own_small_thumbnail():
