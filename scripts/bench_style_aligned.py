@@ -12,7 +12,8 @@ per-step FLOPs and aten operator calls (see bench_counts).
     .venv/bin/python scripts/bench_style_aligned.py --peer /tmp/peer --timing-only   # just that comparison
 
 Timed figures (step time and peak extra memory vs vanilla, medians of interleaved rounds) are refused
-when the load average exceeds the core count; the exact counts always print. Each control's step time
+when other processes load the cores (the load average less the bench's own threads above half a
+core: bench_common.too_loaded); the exact counts always print. Each control's step time
 is also given against its FLOP minimum (time ratio / minimum FLOP ratio: 1.00 = no slower than the
 unavoidable products).
 

@@ -68,3 +68,15 @@ def random_conditioning(tokens: int = 8, seed: int = 0) -> list:
 def z_image_artifacts() -> dict:
     """ARTIFACTS entry (subfolder, builder, verifier) of the tiny Z-Image."""
     return {Z_IMAGE: (DIFFUSION_MODELS, build_z_image, verify_z_image)}
+
+
+def bench_family():
+    """The tiny Z-Image for ``scripts/bench_dit.py --family lumina``."""
+    from scripts.bench_dit import Family
+    from .env import DEFAULT_BASE
+    path = DEFAULT_BASE / "models" / DIFFUSION_MODELS / Z_IMAGE
+    try:
+        verify_z_image(path)
+    except Exception:  # missing or stale: rebuild (a second)
+        build_z_image(path)
+    return Family("Z-Image", load_tiny_z_image(path), lambda tokens, seed: random_conditioning(tokens, seed))

@@ -95,3 +95,15 @@ def with_reference_latents(conditioning: list, latents: list) -> list:
 def qwen_image_artifacts() -> dict:
     """ARTIFACTS entry (subfolder, builder, verifier) of the tiny Qwen-Image."""
     return {QWEN_IMAGE: (DIFFUSION_MODELS, build_qwen_image, verify_qwen_image)}
+
+
+def bench_family():
+    """The tiny Qwen-Image for ``scripts/bench_dit.py --family qwen_image`` (latent [B, 16, 1, H, W])."""
+    from scripts.bench_dit import Family
+    from .env import DEFAULT_BASE
+    path = DEFAULT_BASE / "models" / DIFFUSION_MODELS / QWEN_IMAGE
+    try:
+        verify_qwen_image(path)
+    except Exception:  # missing or stale: rebuild (a second)
+        build_qwen_image(path)
+    return Family("Qwen-Image", load_tiny_qwen_image(path), lambda tokens, seed: random_conditioning(tokens, seed))
