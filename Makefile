@@ -19,4 +19,4 @@ demo: setup
 	ATELIER_COMFYUI=$(NEWEST) $(PY) scripts/demo.py
 
 bench: setup
-	for b in style_aligned inversion creative_synth regional aesthetic; do $(PY) scripts/bench_$$b.py || exit 1; done
+	for b in style_aligned inversion creative_synth regional aesthetic families; do $(PY) scripts/bench_$$b.py || exit 1; done

@@ -89,6 +89,12 @@ def report_name(label: str) -> str:
     return label.split(" (")[0].replace(" ", "-")
 
 
+def junit_suite(report):
+    """The <testsuite> element of a JUnit report (pytest wraps it in <testsuites>)."""
+    root = ET.parse(report).getroot()
+    return root if root.tag == "testsuite" else root.find("testsuite")
+
+
 def run(label: str, paths: list[str], env: dict, extra: list[str], to_log: bool = False) -> dict:
     """One pytest run; with ``to_log`` its output goes to .cache/test-reports/<run>.log, printed when it ends."""
     REPORTS.mkdir(parents=True, exist_ok=True)
@@ -109,8 +115,7 @@ def run(label: str, paths: list[str], env: dict, extra: list[str], to_log: bool 
     counts = {"label": label, "rc": rc, "seconds": round(time.time() - t0), "passed": 0, "failed": 0, "skipped": 0,
               "peak_mib": peak_one, "tree_mib": peak_tree}
     if report.exists():
-        suite = ET.parse(report).getroot()
-        suite = suite if suite.tag == "testsuite" else suite.find("testsuite")
+        suite = junit_suite(report)
         total, failed = int(suite.get("tests", 0)), int(suite.get("failures", 0)) + int(suite.get("errors", 0))
         counts.update(failed=failed, skipped=int(suite.get("skipped", 0)))
         counts["passed"] = total - failed - counts["skipped"]
@@ -128,9 +133,7 @@ PRINT_LOCK = threading.Lock()
 def expected_seconds(label: str, tier: str, newest: bool) -> float:
     """The previous run's time from its JUnit report, else DEFAULT_SECONDS."""
     try:
-        suite = ET.parse(REPORTS / f"{report_name(label)}.xml").getroot()
-        suite = suite if suite.tag == "testsuite" else suite.find("testsuite")
-        return float(suite.get("time"))
+        return float(junit_suite(REPORTS / f"{report_name(label)}.xml").get("time"))
     except (OSError, ET.ParseError, TypeError, ValueError, AttributeError):
         return DEFAULT_SECONDS[(tier, newest)]
 

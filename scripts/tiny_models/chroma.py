@@ -82,12 +82,9 @@ def chroma_artifacts() -> dict:
 
 
 def bench_family():
-    """The tiny Chroma for ``scripts/bench_dit.py --family chroma``."""
-    from scripts.bench_dit import Family
+    """The tiny Chroma for ``scripts/bench_families.py --family chroma``."""
+    from scripts.bench_families import Family
     from .env import DEFAULT_BASE
-    path = DEFAULT_BASE / "models" / DIFFUSION_MODELS / CHROMA
-    try:
-        verify_chroma(path)
-    except Exception:  # missing or stale: rebuild (a second)
-        build_chroma(path)
+    from .files import ensure_built
+    path = ensure_built(DEFAULT_BASE / "models" / DIFFUSION_MODELS / CHROMA, verify_chroma, build_chroma)
     return Family("Chroma", load_tiny_dit(path), lambda tokens, seed: random_conditioning(tokens, seed))

@@ -26,6 +26,16 @@ def save_tiny(path, sd: dict, kind: str, **metadata: str) -> dict:
     return {"kind": kind, "params": params}
 
 
+def ensure_built(path, verify, build):
+    """``path`` as ``verify`` accepts it: checked, or (missing or stale) rebuilt with ``build`` (a second for
+    the tiny models). Returns ``path``."""
+    try:
+        verify(path)
+    except Exception:  # missing, or built by an older builder
+        build(path)
+    return path
+
+
 def check_keys(path, sd: dict, want: dict, what: str) -> None:
     """Raise unless ``sd`` holds every key of ``want`` at its shape."""
     if set(want) - set(sd) or any(tuple(sd[k].shape) != tuple(v.shape) for k, v in want.items()):

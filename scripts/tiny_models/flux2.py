@@ -31,7 +31,7 @@ import dataclasses
 import torch
 
 from .dit import DIFFUSION_MODELS, build_detected_dit, load_tiny_dit, to_file_keys, verify_detected_dit
-from .files import check_keys, save_tiny
+from .files import check_keys, ensure_built, save_tiny
 from .fill import SeededFiller
 
 FLUX2 = "atelier_tiny_flux2.safetensors"
@@ -144,14 +144,10 @@ def flux2_vae_artifacts() -> dict:
 
 
 def bench_family():
-    """The tiny FLUX.2 for ``scripts/bench_dit.py --family flux2`` (its latent: 128 channels; at --size
+    """The tiny FLUX.2 for ``scripts/bench_families.py --family flux2`` (its latent: 128 channels; at --size
     256 the bench's 32 x 32 positions stand for a 512 px FLUX.2 image, next to 512 padded prompt tokens)."""
-    from scripts.bench_dit import Family
+    from scripts.bench_families import Family
     from .env import DEFAULT_BASE
-    path = DEFAULT_BASE / "models" / DIFFUSION_MODELS / FLUX2
-    try:
-        verify_flux2(path)
-    except Exception:  # missing or stale: rebuild (a second)
-        build_flux2(path)
+    path = ensure_built(DEFAULT_BASE / "models" / DIFFUSION_MODELS / FLUX2, verify_flux2, build_flux2)
     return Family("FLUX.2", load_tiny_dit(path), lambda tokens, seed: random_conditioning(tokens, seed),
                   latent_channels=LATENT_CHANNELS)

@@ -83,16 +83,13 @@ def krea2_artifacts() -> dict:
 
 
 def bench_family():
-    """The tiny Krea 2 for ``scripts/bench_dit.py --family krea2`` (ComfyUI >= 0.24: run it with
+    """The tiny Krea 2 for ``scripts/bench_families.py --family krea2`` (ComfyUI >= 0.24: run it with
     ATELIER_COMFYUI=0.33.0)."""
-    from scripts.bench_dit import Family
+    from scripts.bench_families import Family
     from .env import DEFAULT_BASE
+    from .files import ensure_built
     if not available():
         raise SystemExit("--family krea2: this ComfyUI has no Krea 2 (comfy/ldm/krea2); use ATELIER_COMFYUI=0.33.0")
-    path = DEFAULT_BASE / "models" / DIFFUSION_MODELS / KREA2
-    try:
-        verify_krea2(path)
-    except Exception:  # missing or stale: rebuild (a second)
-        build_krea2(path)
+    path = ensure_built(DEFAULT_BASE / "models" / DIFFUSION_MODELS / KREA2, verify_krea2, build_krea2)
     model = load_krea2(path)
     return Family("Krea 2", model, lambda tokens, seed: random_conditioning(model, tokens=tokens, seed=seed))

@@ -71,12 +71,9 @@ def z_image_artifacts() -> dict:
 
 
 def bench_family():
-    """The tiny Z-Image for ``scripts/bench_dit.py --family lumina``."""
-    from scripts.bench_dit import Family
+    """The tiny Z-Image for ``scripts/bench_families.py --family lumina``."""
+    from scripts.bench_families import Family
     from .env import DEFAULT_BASE
-    path = DEFAULT_BASE / "models" / DIFFUSION_MODELS / Z_IMAGE
-    try:
-        verify_z_image(path)
-    except Exception:  # missing or stale: rebuild (a second)
-        build_z_image(path)
+    from .files import ensure_built
+    path = ensure_built(DEFAULT_BASE / "models" / DIFFUSION_MODELS / Z_IMAGE, verify_z_image, build_z_image)
     return Family("Z-Image", load_tiny_z_image(path), lambda tokens, seed: random_conditioning(tokens, seed))

@@ -98,12 +98,9 @@ def qwen_image_artifacts() -> dict:
 
 
 def bench_family():
-    """The tiny Qwen-Image for ``scripts/bench_dit.py --family qwen_image`` (latent [B, 16, 1, H, W])."""
-    from scripts.bench_dit import Family
+    """The tiny Qwen-Image for ``scripts/bench_families.py --family qwen_image`` (latent [B, 16, 1, H, W])."""
+    from scripts.bench_families import Family
     from .env import DEFAULT_BASE
-    path = DEFAULT_BASE / "models" / DIFFUSION_MODELS / QWEN_IMAGE
-    try:
-        verify_qwen_image(path)
-    except Exception:  # missing or stale: rebuild (a second)
-        build_qwen_image(path)
+    from .files import ensure_built
+    path = ensure_built(DEFAULT_BASE / "models" / DIFFUSION_MODELS / QWEN_IMAGE, verify_qwen_image, build_qwen_image)
     return Family("Qwen-Image", load_tiny_qwen_image(path), lambda tokens, seed: random_conditioning(tokens, seed))

@@ -10,6 +10,8 @@ from tests.harness import PACK_DIR, api_workflows, graphs
 from tests.harness.paths import one_per_model
 
 PACK_MODULE = f"custom_nodes.{PACK_DIR.name}"
+SHIPPED = api_workflows()
+ONE_PER_MODEL = one_per_model(SHIPPED)  # what the older test bed runs over HTTP
 
 
 def declared_ids():
@@ -39,7 +41,7 @@ def test_every_declared_node_is_listed(comfy_server):
     assert served == ids, f"served {served} != declared {ids}"
 
 
-@pytest.mark.parametrize("workflow", api_workflows() or [pytest.param(None, marks=pytest.mark.skip("no workflows/api/*.json yet"))],
+@pytest.mark.parametrize("workflow", SHIPPED or [pytest.param(None, marks=pytest.mark.skip("no workflows/api/*.json yet"))],
                          ids=lambda p: p.stem if p else "none")
 def test_shipped_api_workflow_runs(comfy_server, workflow, tmp_path):
     from run_workflow import load_workflow, run_prompt
@@ -49,7 +51,7 @@ def test_shipped_api_workflow_runs(comfy_server, workflow, tmp_path):
     reason = unsupported(workflow.stem, COMFY_DIR)
     if reason:
         pytest.skip(reason)
-    if env.COMFYUI_VERSION != env.NEWEST_COMFYUI and workflow not in one_per_model(api_workflows()):
+    if env.COMFYUI_VERSION != env.NEWEST_COMFYUI and workflow not in ONE_PER_MODEL:
         pytest.skip(f"on ComfyUI {env.COMFYUI_VERSION} one workflow per model family runs over HTTP (make test's "
                     f"time); every API twin passes this version's validation in tests/comfy/test_api_twins_validate.py")
     logs = []
