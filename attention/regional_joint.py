@@ -43,19 +43,22 @@ def regional_streams(control: RegionalControl, run) -> list:
     return streams
 
 
-def dit_regional_blend(chain_out, q, k, v, rows, regions_and_weights, image: slice, grid, stream_kv, attention):
+def dit_regional_blend(chain_out, q, k, v, rows, regions_and_weights, image: slice, grid, stream_kv, attention,
+                       full=None):
     """O = chain_out + sum_i M_i c_i (A(Q, [L_i ; I]) - A(Q, [D ; I])) on the image queries of ``rows``.
 
     q, k, v: (batch, ..., tokens, dim) in the main layout [D | image | extra]; ``stream_kv(region)``
     -> (K_L, V_L) of the region's stream for the whole batch; ``attention(q, k, v)`` is plain
-    attention returning (batch, tokens, C). Dense over tokens, so a token outside every region gets
-    chain_out + 0, which is chain_out bit for bit.
+    attention returning (batch, tokens, C); ``full`` is A(Q, [D ; I]) of those rows' image queries where
+    the caller has it already. Dense over tokens, so a token outside every region gets chain_out + 0,
+    which is chain_out bit for bit.
     """
     index = torch.as_tensor(rows, device=q.device)
     q_c = q.index_select(0, index)[..., image, :]
     k_c, v_c = k.index_select(0, index), v.index_select(0, index)
     k_img, v_img = k_c[..., image.start:, :], v_c[..., image.start:, :]
-    full = attention(q_c, k_c, v_c)
+    if full is None:
+        full = attention(q_c, k_c, v_c)
     delta = torch.zeros_like(full)
     for region, weight in regions_and_weights:
         m = region.grid(*grid, device=q.device, dtype=full.dtype) * weight
@@ -75,9 +78,13 @@ def regional_attend(control: RegionalControl, next_attention, q, k, v, call, mas
     rows = call.layout(q.shape[0]).rows_of(0)
     if not active or not rows:
         return chain_out
-    return dit_regional_blend(chain_out, q, k, v, rows, active, call.tokens.image_slice, call.tokens.grid,
+    image = call.tokens.image_slice
+    full = None
+    if next_attention is call.plain_chain_end:  # below us only the model's attention: its rows are A(Q, [D ; I])
+        full = chain_out.index_select(0, torch.as_tensor(rows, device=q.device))[:, image]
+    return dit_regional_blend(chain_out, q, k, v, rows, active, image, call.tokens.grid,
                               lambda region: call.streams[id(region)][1:],
-                              lambda q_, k_, v_: call.plain_attention(q_, k_, v_))
+                              lambda q_, k_, v_: call.plain_attention(q_, k_, v_), full=full)
 
 
 register(RegionalControl, attend=regional_attend, streams=regional_streams, outermost=True)

@@ -93,6 +93,9 @@ class DiTAttentionCall(AttentionCall):
     streams: dict = field(default_factory=dict)
     batch: int = 0
     plain: object = None  # plain(q, k, v, mask=None): the model's attention function, no override
+    # the chain's last link when that is the model's own attention (no other pack's override below):
+    # a control whose next_attention is this one gets plain attention's output from it
+    plain_chain_end: object = None
 
     @property
     def heads(self) -> int:
@@ -151,7 +154,8 @@ class DiTOverride:
         (q_main, q_streams), (k_main, k_streams), (v_main, v_streams) = map(layout.split, (q, k, v))
         call = DiTAttentionCall(extra_options=options, key=key, run=self.run, tokens=layout.main, n_heads=heads,
                                 streams=dict(zip(layout.stream_keys, zip(q_streams, k_streams, v_streams))),
-                                batch=q.shape[0], plain=functools.partial(call_with, func))
+                                batch=q.shape[0], plain=functools.partial(call_with, func),
+                                plain_chain_end=base_attention if self.base is None else None)
         model_mask = kwargs.get("mask")
         # declared extra tokens (an edit model's reference latents) leave the chain: their queries get
         # the base attention on the model's own q/k/v, whatever the controls do to the others

@@ -1,7 +1,7 @@
 """AtelierRegionalAttention and AtelierAestheticMix on a (tiny, seeded) Flux.1 inside a real ComfyUI:
 weight 0 = vanilla exactly, the prompt/image streams are untouched by the appended local prompts,
-the regional formula against an independent computation on captured q/k/v, outside every region
-bit-exact, aesthetic value mixing on the prompt's text values, composition with StyleAligned."""
+the regional formula against an independent computation on captured q/k/v (A(Q, [D ; I]) taken
+from the chain where the model's attention is below), outside every region bit-exact, aesthetic value mixing on the prompt's text values, composition with StyleAligned."""
 import functools
 import math
 
@@ -89,6 +89,10 @@ def test_regional_formula_against_an_independent_computation(comfy, flux):
     q_img = q[..., image, :]
     full = flat(attention(q_img, k, v))
     own = flat(attention(q_img, torch.cat([k_l, k[..., image, :]], -2), torch.cat([v_l, v[..., image, :]], -2)))
+    reused = dit_regional.dit_regional_blend(chain_out, q, k, v, [0], [(box, 0.7)], image, layout.grid,
+                                             lambda r: (k_l, v_l), lambda q_, k_, v_: flat(attention(q_, k_, v_)),
+                                             full=chain_out[:, image])
+    torch.testing.assert_close(reused, out, rtol=1e-12, atol=1e-12)  # the chain's A(Q, [D ; I]), given
     expected = chain_out.clone()
     expected[:, image] = chain_out[:, image] + (m * 0.7)[None, :, None] * (own - full)
     torch.testing.assert_close(out, expected, rtol=1e-9, atol=1e-9)
@@ -120,6 +124,27 @@ def test_in_the_model_outside_every_region_gets_the_chain_output_bit_for_bit(com
     own = optimized_attention(q_l, torch.cat([k_l, k[..., image, :]], -2), torch.cat([v_l, v[..., image, :]], -2),
                               heads, skip_reshape=True)
     assert torch.equal(stream_out, own)
+
+
+def test_with_only_the_models_attention_below_the_chain_output_is_reused(comfy, flux, monkeypatch):
+    """A(Q, [D ; I]) of the cond rows is what the model's own attention just returned: the blend takes it
+    from the chain (one attention fewer per layer) and gives the image that recomputing it gives."""
+    from tests.pack import pack_module
+    dit_regional = pack_module("attention.regional_joint")
+    model, pos, neg = flux
+    regions = region(comfy, conditioning(model, tokens=5, seed=7))
+    blend, given = dit_regional.dit_regional_blend, []
+
+    def recorded(*args, full=None, **kwargs):
+        given.append(full is not None)
+        return blend(*args, full=full, **kwargs)
+
+    monkeypatch.setattr(dit_regional, "dit_regional_blend", recorded)
+    reused = sample(comfy, regional(comfy, model, regions), pos, neg, batch=2, cfg=3.0)
+    assert given and all(given)
+    monkeypatch.setattr(dit_regional, "dit_regional_blend", lambda *args, full=None, **kwargs: blend(*args, **kwargs))
+    recomputed = sample(comfy, regional(comfy, model, regions), pos, neg, batch=2, cfg=3.0)
+    torch.testing.assert_close(reused, recomputed, rtol=0, atol=1e-5)
 
 
 def test_regional_composes_with_style_aligned(comfy, flux):
