@@ -22,7 +22,7 @@ import torch
 
 from .core.joint_dispatcher import register
 from .core.errors import AtelierError
-from .regional import RegionalControl
+from .regional import RegionalControl, cond_rows
 from .weight_curves import step_progress
 
 
@@ -53,19 +53,18 @@ def dit_regional_blend(chain_out, q, k, v, rows, regions_and_weights, image: sli
     the caller has it already. Dense over tokens, so a token outside every region gets chain_out + 0,
     which is chain_out bit for bit.
     """
-    index = torch.as_tensor(rows, device=q.device)
-    q_c = q.index_select(0, index)[..., image, :]
-    k_c, v_c = k.index_select(0, index), v.index_select(0, index)
+    q_c = cond_rows(q, rows)[..., image, :]
+    k_c, v_c = cond_rows(k, rows), cond_rows(v, rows)
     k_img, v_img = k_c[..., image.start:, :], v_c[..., image.start:, :]
     if full is None:
         full = attention(q_c, k_c, v_c)
     delta = torch.zeros_like(full)
     for region, weight in regions_and_weights:
         m = region.grid(*grid, device=q.device, dtype=full.dtype) * weight
-        k_l, v_l = (t.index_select(0, index) for t in stream_kv(region))
+        k_l, v_l = (cond_rows(t, rows) for t in stream_kv(region))
         local = attention(q_c, torch.cat([k_l, k_img], dim=-2), torch.cat([v_l, v_img], dim=-2))
         delta += m[None, :, None] * (local - full)
-    out_image = chain_out[:, image].index_add(0, index, delta)
+    out_image = chain_out[:, image].index_add(0, torch.as_tensor(rows, device=q.device), delta)
     return torch.cat([chain_out[:, :image.start], out_image, chain_out[:, image.stop:]], dim=1)
 
 
@@ -79,9 +78,8 @@ def regional_attend(control: RegionalControl, next_attention, q, k, v, call, mas
     if not active or not rows:
         return chain_out
     image = call.tokens.image_slice
-    full = None
-    if next_attention is call.plain_chain_end:  # below us only the model's attention: its rows are A(Q, [D ; I])
-        full = chain_out.index_select(0, torch.as_tensor(rows, device=q.device))[:, image]
+    # below us only the model's attention: its cond rows are A(Q, [D ; I]) already
+    full = cond_rows(chain_out, rows)[:, image] if next_attention is call.plain_chain_end else None
     return dit_regional_blend(chain_out, q, k, v, rows, active, image, call.tokens.grid,
                               lambda region: call.streams[id(region)][1:],
                               lambda q_, k_, v_: call.plain_attention(q_, k_, v_), full=full)
