@@ -119,14 +119,15 @@ class PeakRSS:
         import gc
         gc.collect()
         self.exact = _reset_high_water_mark()
-        self.start = _status_kib("VmRSS") * 1024 if self.exact else None
-        if not self.exact:
-            import psutil
-            self.proc = psutil.Process()
-            self.start = self.peak = self.proc.memory_info().rss
-            self.running = True
-            self.thread = threading.Thread(target=self._sample, daemon=True)
-            self.thread.start()
+        if self.exact:
+            self.start = _status_kib("VmRSS") * 1024
+            return self
+        import psutil
+        self.proc = psutil.Process()
+        self.start = self.peak = self.proc.memory_info().rss
+        self.running = True
+        self.thread = threading.Thread(target=self._sample, daemon=True)
+        self.thread.start()
         return self
 
     def _sample(self):

@@ -198,9 +198,8 @@ def bench_family(fam: Family, a) -> dict:
         flops, calls = costs[name].flops / base.flops, costs[name].calls / base.calls
         floor = minimums[name][0] / base.flops if name in minimums else None
         t, m = timing.get(name, (None, None))
-        rows[name] = Row(flops, floor, calls, t, m)
-    if timings is not None:
-        rows["vanilla"] = dataclasses.replace(rows["vanilla"], extra_mib=timings["vanilla"][1] / 2**20)
+        extra_mib = timings[name][1] / 2**20 if timings is not None else None
+        rows[name] = Row(flops, floor, calls, t, m, extra_mib)
     return rows
 
 
@@ -212,7 +211,7 @@ class Row:
     calls: float
     time: float | None
     memory: float | None
-    extra_mib: float | None = None  # vanilla's own peak extra memory (what the memory ratios divide by)
+    extra_mib: float | None  # its own peak extra memory (vanilla's is what the memory ratios divide by)
 
     def cell(self) -> str:
         text = f"x{self.flops:.3f}" + (f" (x{self.flop_minimum:.3f})" if self.flop_minimum else "") + f" / x{self.calls:.2f}"
@@ -225,8 +224,8 @@ class Row:
 
 
 def print_summary(results: dict, a) -> None:
-    """The README's table: per family and control, FLOPs (StyleAligned's minimum) / op calls / step time (its
-    ratio to the FLOP minimum) / peak extra memory, all vs vanilla in the same run."""
+    """The README's table: per family and control, FLOPs (the control's FLOP minimum) / op calls / step time
+    (its ratio to the FLOP minimum) / peak extra memory, all vs vanilla in the same run."""
     controls = [c for c in next(iter(results.values())) if c != "vanilla"]
     print(f"\nsummary ({a.size} px, batch {a.batch}, {a.steps} step(s); per cell: FLOPs (minimum) / op calls"
           f"{'' if a.counts_only else ' / step time (time over FLOP minimum) / peak extra memory'}, vs vanilla)")

@@ -19,6 +19,7 @@ import dataclasses
 import torch
 
 from .dit import DIFFUSION_MODELS, build_detected_dit, load_tiny_dit, verify_detected_dit
+from .files import ensure_built
 
 CHROMA = "atelier_tiny_chroma.safetensors"
 KIND = "Chroma"
@@ -85,6 +86,5 @@ def bench_family():
     """The tiny Chroma for ``scripts/bench_families.py --family chroma``."""
     from scripts.bench_families import Family
     from .env import DEFAULT_BASE
-    from .files import ensure_built
     path = ensure_built(DEFAULT_BASE / "models" / DIFFUSION_MODELS / CHROMA, verify_chroma, build_chroma)
     return Family("Chroma", load_tiny_dit(path), lambda tokens, seed: random_conditioning(tokens, seed))

@@ -19,6 +19,7 @@ from pathlib import Path
 import torch
 
 from .dit import DIFFUSION_MODELS, build_detected_dit, detected_config, load_tiny_dit, scaled, verify_detected_dit
+from .files import ensure_built
 
 KREA2 = "atelier_tiny_krea2.safetensors"
 SEED = 2201
@@ -87,7 +88,6 @@ def bench_family():
     ATELIER_COMFYUI=0.33.0)."""
     from scripts.bench_families import Family
     from .env import DEFAULT_BASE
-    from .files import ensure_built
     if not available():
         raise SystemExit("--family krea2: this ComfyUI has no Krea 2 (comfy/ldm/krea2); use ATELIER_COMFYUI=0.33.0")
     path = ensure_built(DEFAULT_BASE / "models" / DIFFUSION_MODELS / KREA2, verify_krea2, build_krea2)

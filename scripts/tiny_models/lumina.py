@@ -19,6 +19,7 @@ from __future__ import annotations
 import torch
 
 from .dit import DIFFUSION_MODELS, build_detected_dit, load_tiny_dit, verify_detected_dit
+from .files import ensure_built
 
 Z_IMAGE = "atelier_tiny_z_image.safetensors"
 SEED = 3840
@@ -74,6 +75,5 @@ def bench_family():
     """The tiny Z-Image for ``scripts/bench_families.py --family lumina``."""
     from scripts.bench_families import Family
     from .env import DEFAULT_BASE
-    from .files import ensure_built
     path = ensure_built(DEFAULT_BASE / "models" / DIFFUSION_MODELS / Z_IMAGE, verify_z_image, build_z_image)
     return Family("Z-Image", load_tiny_z_image(path), lambda tokens, seed: random_conditioning(tokens, seed))

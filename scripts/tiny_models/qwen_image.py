@@ -21,6 +21,7 @@ import json
 import torch
 
 from .dit import DIFFUSION_MODELS, build_detected_dit, detected_config, load_tiny_dit, verify_detected_dit
+from .files import ensure_built
 
 QWEN_IMAGE = "atelier_tiny_qwen_image.safetensors"
 SEED = 2509
@@ -101,6 +102,5 @@ def bench_family():
     """The tiny Qwen-Image for ``scripts/bench_families.py --family qwen_image`` (latent [B, 16, 1, H, W])."""
     from scripts.bench_families import Family
     from .env import DEFAULT_BASE
-    from .files import ensure_built
     path = ensure_built(DEFAULT_BASE / "models" / DIFFUSION_MODELS / QWEN_IMAGE, verify_qwen_image, build_qwen_image)
     return Family("Qwen-Image", load_tiny_qwen_image(path), lambda tokens, seed: random_conditioning(tokens, seed))

@@ -1,7 +1,8 @@
 """AtelierRegionalAttention and AtelierAestheticMix on a (tiny, seeded) Flux.1 inside a real ComfyUI:
 weight 0 = vanilla exactly, the prompt/image streams are untouched by the appended local prompts,
 the regional formula against an independent computation on captured q/k/v (A(Q, [D ; I]) taken
-from the chain where the model's attention is below), outside every region bit-exact, aesthetic value mixing on the prompt's text values, composition with StyleAligned."""
+from the chain where the model's attention is below), outside every region bit-exact, aesthetic
+value mixing on the prompt's text values, composition with StyleAligned."""
 import functools
 import math
 
