@@ -142,6 +142,8 @@ def main(argv=None) -> int:
                 latents.update(family_latents(comfy, name))
             except SystemExit as why:  # a family this ComfyUI does not have
                 print(f"{name}: left out: {why}")
+            except Exception as error:  # e.g. a stand-in conditioning this ComfyUI's model class does not take
+                print(f"{name}: left out: {type(error).__name__}: {error}")
             comfy.release()
     if a.save:
         torch.save(latents, a.save)
