@@ -53,6 +53,19 @@ def align_tokens(x: torch.Tensor, length: int) -> torch.Tensor:
     return tiled.reshape(x.shape[0], common // length, length, x.shape[2]).mean(dim=1)
 
 
+def relative_to_empty_prompt(aesthetic: torch.Tensor, empty: torch.Tensor) -> torch.Tensor:
+    """e = E(aesthetic) - E(""), the empty prompt brought to the aesthetic's token count T_a the way
+    ComfyUI joins conditionings of different lengths: both repeated to lcm(T_a, T_0), subtracted, and
+    the repeats folded back by their mean (:func:`align_tokens`). So aesthetic token j loses the mean of
+    the empty prompt's tokens at positions i = j (mod gcd(T_a, T_0)): the empty prompt token by token
+    where T_0 divides T_a (CLIP's 77-token chunks, T5's 256), the mean of its tokens of the same residue
+    where it does not (unpadded LLM encoders: Qwen2.5-VL, Qwen3). Defined for any two lengths; an
+    empty prompt of no tokens subtracts nothing."""
+    if empty.shape[1] == 0:
+        return aesthetic
+    return aesthetic - align_tokens(empty.to(aesthetic), aesthetic.shape[1])
+
+
 def row_weights(layout: ChunkLayout, strength: float) -> torch.Tensor:
     """(batch, 1, 1): s on the rows of cond chunks, 0 on uncond rows."""
     per_chunk = [strength if kind == 0 else 0.0 for kind in layout.cond_or_uncond]

@@ -7,7 +7,7 @@ from .common import search_aliases
 
 from ..attention.core import dispatcher
 from ..attention import models
-from ..attention.aesthetic_mix import AestheticMixControl
+from ..attention.aesthetic_mix import AestheticMixControl, relative_to_empty_prompt
 from ..attention.core.errors import AtelierError
 from ..attention.prompt_split import AESTHETIC_VOCABULARY, parse_vocabulary, split_prompt
 from .common import CATEGORY, layers_input, make_layers, make_window, model_input, model_output, window_inputs
@@ -22,11 +22,10 @@ def encode(clip, text: str):
 
 
 def aesthetic_embedding(clip, text: str, relative_to_empty: bool):
-    """e = E(text) - E("") (or E(text)); the empty prompt is brought to the same length first."""
+    """e = E(text) - E("") (or E(text)); see :func:`relative_to_empty_prompt` for unequal lengths."""
     embedding = encode(clip, text)
     if relative_to_empty:
-        empty = encode(clip, "")
-        embedding = embedding - empty.repeat(1, embedding.shape[1] // empty.shape[1], 1)
+        embedding = relative_to_empty_prompt(embedding, encode(clip, ""))
     return embedding.float().cpu()
 
 

@@ -3,6 +3,7 @@ import math
 from types import SimpleNamespace
 
 import pytest
+from hypothesis import given, settings, strategies as st
 import torch
 
 from tests.pack import pack_module
@@ -156,3 +157,47 @@ def test_attention_module_finds_sd_layers():
     assert am.attention_module(unet, KEY) is attn2
     with pytest.raises(LookupError):
         am.attention_module(unet, ("input", 0, 0))
+
+
+# ---- relative_to_empty_prompt: e = E(aesthetic) - E("") for any two token counts ---------------------
+def lcm_difference(aesthetic, empty):
+    """The definition written out: both repeated to lcm(T_a, T_0) tokens as ComfyUI joins conditionings,
+    subtracted, then the lcm / T_a repeats of each aesthetic position folded back by their mean."""
+    ta, t0 = aesthetic.shape[1], empty.shape[1]
+    common = math.lcm(ta, t0)
+    diff = aesthetic.repeat(1, common // ta, 1) - empty.repeat(1, common // t0, 1)
+    return diff.reshape(aesthetic.shape[0], common // ta, ta, aesthetic.shape[2]).mean(dim=1)
+
+
+@given(st.integers(1, 420), st.integers(1, 300), st.integers(0, 2 ** 16))
+@settings(max_examples=60, deadline=None)
+def test_relative_to_empty_prompt_is_the_lcm_difference_folded_back(aesthetic_tokens, empty_tokens, seed):
+    gen = torch.Generator().manual_seed(seed)
+    aesthetic = torch.randn(1, aesthetic_tokens, 3, generator=gen, dtype=torch.float64)
+    empty = torch.randn(1, empty_tokens, 3, generator=gen, dtype=torch.float64)
+    e = am.relative_to_empty_prompt(aesthetic, empty)
+    assert e.shape == aesthetic.shape
+    torch.testing.assert_close(e, lcm_difference(aesthetic, empty), rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("aesthetic_tokens, empty_tokens", [(77, 77), (154, 77), (231, 77), (512, 256)])
+def test_where_the_empty_prompt_divides_the_aesthetic_it_is_subtracted_token_by_token(aesthetic_tokens, empty_tokens):
+    """CLIP's 77-token chunks and T5's padded 256: exactly the tile of E("") (the pack's behaviour before
+    unpadded encoders), bit for bit."""
+    gen = torch.Generator().manual_seed(aesthetic_tokens)
+    aesthetic, empty = torch.randn(1, aesthetic_tokens, 4, generator=gen), torch.randn(1, empty_tokens, 4, generator=gen)
+    tiled = empty.repeat(1, aesthetic_tokens // empty_tokens, 1)
+    assert torch.equal(am.relative_to_empty_prompt(aesthetic, empty), aesthetic - tiled)
+
+
+def test_unpadded_lengths_that_crashed_before_are_defined():
+    """Tiny Qwen-Image: E("") has 5 tokens, "golden hour" 7; Z-Image: 8 and 10 (issue 26's crash)."""
+    for aesthetic_tokens, empty_tokens in ((7, 5), (10, 8), (3, 5), (300, 256)):
+        aesthetic, empty = torch.randn(1, aesthetic_tokens, 4), torch.randn(1, empty_tokens, 4)
+        e = am.relative_to_empty_prompt(aesthetic, empty)
+        assert e.shape == aesthetic.shape and torch.isfinite(e).all()
+    # gcd 1: every aesthetic token loses the empty prompt's mean token
+    aesthetic, empty = torch.randn(1, 7, 4, dtype=torch.float64), torch.randn(1, 5, 4, dtype=torch.float64)
+    torch.testing.assert_close(am.relative_to_empty_prompt(aesthetic, empty), aesthetic - empty.mean(1, keepdim=True),
+                               rtol=0, atol=1e-12)
+    assert torch.equal(am.relative_to_empty_prompt(aesthetic, empty[:, :0]), aesthetic)
