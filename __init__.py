@@ -3,12 +3,17 @@ regional attention, aesthetic value mixing, DDIM inversion).
 
 ComfyUI loads this package from custom_nodes/ and calls :func:`comfy_entrypoint` (V3 nodes).
 """
+try:
+    from .nodes import AtelierExtension
+except ModuleNotFoundError as missing:  # outside ComfyUI: attention/ and inversion/ import without it
+    if missing.name.split(".")[0] not in ("comfy_api", "comfy", "folder_paths"):
+        raise
+    AtelierExtension = None
+
 WEB_DIRECTORY = "./web"
 
 
 async def comfy_entrypoint():
-    from .nodes import AtelierExtension
-
     return AtelierExtension()
 
 

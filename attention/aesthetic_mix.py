@@ -18,6 +18,11 @@ V_aes before it, so this slot holds the paper's form too.
 different lengths: both are repeated to lcm(T_e, T). Repeating the content k times leaves attention
 unchanged, so it is the same as giving content token j the mean of the aesthetic tokens at
 positions j, j + T, ... of the repeated aesthetic (a plain tile when T_e divides T).
+
+In the joint attention of a diffusion transformer the aesthetic prompt is a text stream appended to the
+context for the evaluation (``dit_streams``), so each layer projects it with its own value projection:
+at the selected layers the prompt's text values of cond rows become V_c + s * V_aes, with V_aes the
+aesthetic stream's values at the layer, token-aligned to the prompt as above; uncond rows keep V_c.
 """
 from __future__ import annotations
 
@@ -28,6 +33,7 @@ from typing import Callable
 import torch
 
 from .core.controls import AttentionControl
+from .core.errors import AtelierError
 from .core.layers import LayerSelection
 from .core.rows import ChunkLayout
 from .core.schedule import Window
@@ -88,20 +94,6 @@ def mix_values(v: torch.Tensor, aesthetic_values: torch.Tensor, strength: float,
     return torch.addcmul(v, weights, aesthetic_values)
 
 
-def attention_module(diffusion_model, key: tuple, slot: str = "attn2"):
-    """The CrossAttention module of a UNet at replace key (block, block_id, index)."""
-    kind, block_id, index = key
-    if kind == "middle":
-        block = diffusion_model.middle_block
-    else:
-        block = (diffusion_model.input_blocks if kind == "input" else diffusion_model.output_blocks)[block_id]
-    for layer in block:
-        blocks = getattr(layer, "transformer_blocks", None)
-        if blocks is not None:
-            return getattr(blocks[index], slot)
-    raise LookupError(f"no transformer block at {key}")
-
-
 @dataclass(frozen=True)
 class AestheticMixControl(AttentionControl):
     aesthetic: torch.Tensor = field(default=None, compare=False, repr=False)  # (1 or B, T_e, D) context space
@@ -111,6 +103,8 @@ class AestheticMixControl(AttentionControl):
     window: Window = Window()
     slot: str = "attn2"
     _cache: dict = field(default_factory=dict, compare=False, repr=False)  # per device/dtype/layout
+    feature = "aesthetic mixing"
+    joint_attention = True
 
     def _cached(self, key, make):
         value = self._cache.get(key)
@@ -125,6 +119,31 @@ class AestheticMixControl(AttentionControl):
             return q, k, v
         aesthetic = self._cached((v.device, v.dtype), lambda: self.aesthetic.to(device=v.device, dtype=v.dtype))
         weights = self._cached((v.device, v.dtype, layout), lambda: row_weights(layout, self.strength).to(v))
-        module = attention_module(call.run.diffusion_model, call.key, self.slot)
+        module = call.module(self.slot)
         aesthetic_values = align_tokens(self.value_branch(module.to_v, aesthetic), v.shape[1])
         return q, k, mix_values(v, aesthetic_values, self.strength, layout, weights)
+
+    def dit_streams(self, run) -> list:
+        width = run.text_width()
+        if self.aesthetic.shape[-1] != width:
+            raise AtelierError("AtelierAestheticMix", "clip",
+                               f"the text encoder gives {self.aesthetic.shape[-1]}-wide embeddings but this "
+                               f"model's text input takes {width}.", "wire the text encoder of the same model.")
+        return [(id(self), self.aesthetic[:1])]
+
+    def dit_prepare(self, q, k, v, call):
+        layout = call.layout(v.shape[0])
+        stream = call.streams.get(id(self))
+        if 0 not in layout.cond_or_uncond or stream is None or v.shape[0] != call.batch:
+            return q, k, v
+        v_aes = stream[2]  # (batch, heads, T_e, dim): the aesthetic prompt's values at this layer
+        text = call.tokens.text
+        aligned = align_tokens(v_aes.flatten(0, -3), text).reshape(*v_aes.shape[:-2], text, v_aes.shape[-1])
+        weights = row_weights(layout, self.strength).to(v).view(-1, *([1] * (v.ndim - 1)))
+        return q, k, mix_text_values(v, aligned, text, weights)
+
+
+def mix_text_values(v, aesthetic_values, text: int, weights):
+    """v with its first ``text`` tokens (dim -2) plus weights * aesthetic_values (row weights)."""
+    mixed = torch.addcmul(v[..., :text, :], weights, aesthetic_values)
+    return torch.cat([mixed, v[..., text:, :]], dim=-2)

@@ -21,6 +21,7 @@ from .core.controls import AttentionControl
 from .core.layers import LayerSelection
 from .core.rows import ChunkLayout
 from .core.schedule import Window
+from .group_norm import install_group_norm_sharing
 
 EPS = 1e-5
 TOKENS = (-2,)  # (batch, tokens, channels): over tokens
@@ -80,6 +81,9 @@ class ArtBNAttentionControl(AttentionControl):
     layers: LayerSelection = LayerSelection()
     window: Window = Window()
     slot: str = "attn1"
+    feature = "ArtBN"
+    named_in_errors = "ArtBN statistics alignment"
+    reference_node = "AtelierArtBN"
 
     def prepare(self, q, k, v, call):
         # the prepare phase always sees the whole batch, so ArtBN composes with StyleAligned in any order
@@ -90,18 +94,21 @@ class ArtBNAttentionControl(AttentionControl):
 
 @dataclass(frozen=True)
 class ArtBNNormControl(AttentionControl):
-    """ArtBN on the input of every GroupNorm of the UNet (run by attention.group_norm's hook)."""
+    """ArtBN on the input of every GroupNorm of the UNet (run by attention.group_norm's hook; the norm
+    itself runs unchanged)."""
 
     strength: float = 1.0
     window: Window = Window()
     slot: str = "norm"
-    chains_group_norm = False  # acts in prepare_norm_input only: the norm itself runs unchanged
+    feature = "ArtBN"
+    named_in_errors = "ArtBN statistics alignment"
+    reference_node = "AtelierArtBN"
 
-    def prepare_norm_input(self, x, layout: ChunkLayout, reference=None):
+    def install(self, model):
+        install_group_norm_sharing(model)
+
+    def prepare_norm(self, x, layout: ChunkLayout, reference=None):
         # the whole batch, before any control (GroupNorm sharing) splits it: order-independent
         spatial = tuple(range(2 - x.ndim, 0))  # (batch, channels, height, width): over height x width
         return align_generated_rows(x, layout, self.strength, spatial,
                                     reference=None if reference is None else reference.channel)
-
-    def group_norm(self, norm_forward, x, layout: ChunkLayout, reference=None):
-        return norm_forward(x)

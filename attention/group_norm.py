@@ -3,7 +3,7 @@ own activations joined with the reference row's, GN([x_i, x_r])[:, :, :, :W]; th
 normalised alone, so it is unchanged.
 
 ResBlocks receive no transformer_options, so the shared norm reads the evaluation in progress from
-:data:`dispatcher.CURRENT_OPTIONS`. It is installed as a ModelPatcher object patch on the clone: a
+:data:`core.keys.CURRENT_OPTIONS`. It is installed as a ModelPatcher object patch on the clone: a
 shallow copy of the model's own GroupNorm (same parameters, LoRA-patched weights included) whose class
 adds the sharing. Removing the node removes the object patch; the original module is never modified.
 """
@@ -14,9 +14,9 @@ from dataclasses import dataclass
 
 import torch
 
+from .core.chain import chain
 from .core.controls import AttentionControl
-from .core.dispatcher import CURRENT_OPTIONS, PACK_KEY, RUN_KEY
-from .core.reference_keys import RECORD_KEY, REPLAY_KEY
+from .core.keys import CURRENT_OPTIONS, PACK_KEY, RECORD_KEY, REPLAY_KEY, RUN_KEY
 from .core.rows import chunk_layout
 from .core.schedule import Window
 
@@ -27,12 +27,16 @@ class GroupNormShareControl(AttentionControl):
 
     window: Window = Window()
     slot: str = "norm"
+    feature = "GroupNorm sharing"
+    named_in_errors = "share_group_norm (a DiT has no GroupNorm)"
+    reference_node = "AtelierStyleAligned"
+    chains_group_norm = True
 
-    def prepare_norm_input(self, x, layout, reference=None):
-        return x
+    def install(self, model):
+        install_group_norm_sharing(model)
 
-    def group_norm(self, norm_forward, x, layout, reference=None):
-        return shared_group_norm(norm_forward, x, layout, reference)
+    def group_norm(self, next_norm, x, layout, reference=None):
+        return shared_group_norm(next_norm, x, layout, reference)
 
 
 def shared_group_norm(norm_forward, x: torch.Tensor, layout, reference=None) -> torch.Tensor:
@@ -145,16 +149,11 @@ class ModuleNorm:
 
 
 def _active_norm_controls(options) -> list:
-    """Active controls of the "norm" slot; each has ``group_norm(norm_forward, x, layout)``."""
+    """Active controls of the "norm" slot (``prepare_norm`` and, chained, ``group_norm``)."""
     run = options.get(RUN_KEY) if options else None
     if run is None:
         return []
     return [c for c in options.get(PACK_KEY, ()) if c.slot == "norm" and c.active_at(run)]
-
-
-def _run_norm_control(control, norm_forward, layout, reference, x):
-    # phase 2, chained: group_norm(norm_forward, x, layout) may split the batch (sharing does)
-    return control.group_norm(norm_forward, x, layout, reference)
 
 
 class _SharedNormMixin:
@@ -173,12 +172,11 @@ class _SharedNormMixin:
         elif recorder is not None:
             recorder.record_norm(x, layout, self.num_groups)
         for control in controls:  # phase 1 on the whole batch, as in the attention dispatcher
-            x = control.prepare_norm_input(x, layout, reference)
-        norm_forward = ModuleNorm(self, super().forward)
-        for control in reversed(controls):  # stack order, like the attention chain
-            if getattr(control, "chains_group_norm", True):
-                norm_forward = functools.partial(_run_norm_control, control, norm_forward, layout, reference)
-        return norm_forward(x)
+            x = control.prepare_norm(x, layout, reference)
+        # phase 2, chained in stack order like the attention chain (sharing may split the batch)
+        links = [functools.partial(c.group_norm, layout=layout, reference=reference)
+                 for c in controls if c.chains_group_norm]
+        return chain(links, ModuleNorm(self, super().forward))(x)
 
 
 _classes: dict = {}

@@ -19,18 +19,18 @@ from dataclasses import dataclass, field
 
 import torch
 
-from .core.reference_keys import REFERENCE_INSERTED_KEY
+from .core.chain import default_attention
 from .core.controls import AttentionControl
 from .core.errors import AtelierError
-from .ip_adapter_file import ImageAdapter, family_of
+from .core.keys import REFERENCE_INSERTED_KEY
 from .core.layers import LayerSelection
 from .core.rows import ChunkLayout
 from .core.schedule import Window
+from .ip_adapter_file import ImageAdapter, adapter_family
 
 
 def image_attention(q, k, v, call):
     """Attention of q over the image keys/values: ComfyUI's own attention (tests may swap it)."""
-    from .core.dispatcher import default_attention
     return default_attention(q, k, v, call)
 
 
@@ -82,6 +82,8 @@ class ImagePromptControl(AttentionControl):
     window: Window = Window()
     slot: str = "attn2"
     reads_reference_row = False  # each row alone (see AttentionControl)
+    feature = "image prompt / CreativeSynth"
+    named_in_errors = "image prompts (IP-Adapter)"
     _projected: dict = field(default_factory=dict, repr=False)  # (layer, rows, device, dtype) -> K/V tables
 
     def keys_values(self, index: int, layout: ChunkLayout, like: torch.Tensor, reference_first: bool = False):
@@ -101,7 +103,7 @@ class ImagePromptControl(AttentionControl):
         return (rows_of_tokens(k_cond, k_uncond, layout, reference_first),
                 rows_of_tokens(v_cond, v_uncond, layout, reference_first))
 
-    def attend(self, q, k, v, call, next_attention, mask=None):
+    def attend(self, next_attention, q, k, v, call, mask=None):
         out = next_attention(q, k, v, call, mask)
         index = self.layer_index.get(call.key)
         if index is None or self.weight == 0.0:
@@ -117,29 +119,16 @@ class ImagePromptControl(AttentionControl):
         return out + row_weight * image
 
 
-def cross_attention_modules(diffusion_model, keys: tuple) -> dict:
-    """Layer key -> that layer's attn2 module, for a ComfyUI UNet (same walk as dispatcher.layer_keys)."""
-    found = {}
-    groups = [("input", list(diffusion_model.input_blocks)), ("middle", [diffusion_model.middle_block]),
-              ("output", list(diffusion_model.output_blocks))]
-    for kind, blocks in groups:
-        for block_id, block in enumerate(blocks):
-            for layer in block:
-                for i, transformer in enumerate(getattr(layer, "transformer_blocks", ())):
-                    found[(kind, block_id, i)] = transformer.attn2
-    return {k: found[k] for k in keys}
-
-
-def map_adapter_layers(adapter: ImageAdapter, diffusion_model, keys: tuple, node: str,
-                       input_name: str = "ipadapter") -> dict:
-    """Layer key -> adapter layer index, after checking the adapter fits this model."""
-    modules = cross_attention_modules(diffusion_model, keys)
+def map_adapter_layers(adapter: ImageAdapter, modules: dict, node: str, input_name: str = "ipadapter") -> dict:
+    """Layer key -> adapter layer index, after checking the adapter fits the model whose cross-attention
+    modules are ``modules`` (layer key -> attn2 module, in execution order)."""
+    keys = tuple(modules)
     context_dim = next(iter(modules.values())).to_k.in_features if modules else 0
     if context_dim != adapter.context_dim:
         raise AtelierError(node, input_name,
                            f"this is a {adapter.family} IP-Adapter (context width {adapter.context_dim}) but "
-                           f"the model is {family_of(context_dim)} (context width {context_dim}).",
-                           f"load an IP-Adapter made for {family_of(context_dim)}, or a "
+                           f"the model is {adapter_family(context_dim)} (context width {context_dim}).",
+                           f"load an IP-Adapter made for {adapter_family(context_dim)}, or a "
                            f"{adapter.family} checkpoint.")
     order = adapter_layer_order(keys)
     if len(order) != adapter.layer_count:

@@ -28,7 +28,7 @@ FIX_FILE = ("choose a base or plus IP-Adapter for SD1.5 or SDXL (e.g. ip-adapter
             "ip-adapter-plus_sdxl_vit-h.safetensors) in models/ipadapter.")
 
 
-def family_of(context_dim: int) -> str:
+def adapter_family(context_dim: int) -> str:
     return FAMILIES.get(context_dim, f"a model with context width {context_dim}")
 
 
@@ -47,7 +47,7 @@ class ImageAdapter:
 
     @property
     def family(self) -> str:
-        return family_of(self.context_dim)
+        return adapter_family(self.context_dim)
 
     @property
     def tokens(self) -> int:

@@ -10,6 +10,21 @@ the region's weight curve at the step's progress p. The first A(Q, D) is whateve
 attention chain returns (another pack's replace included), the differences use plain attention, so a
 foreign contribution such as an image prompt is kept inside regions. Uncond rows are not touched, and
 a query token outside every region gets exactly the chain's output.
+
+A diffusion transformer has no cross-attention: its prompt tokens pass through the model's text
+stream and join the image tokens in one attention per block. A local prompt L_i therefore needs its
+own text stream: it is appended to the context for the evaluation (``dit_streams``, carried by
+``dispatch.dit_override.with_streams``), and in every attention call its tokens attend to themselves
+and the row's image tokens, never to the prompt, while the prompt and image tokens never see them.
+On the image queries Q of every cond row, at the selected layers:
+
+    O = A(Q, [D ; I]) + sum_i M_i * c_i(p) * (A(Q, [L_i ; I]) - A(Q, [D ; I]))
+
+with [D ; I] the keys/values of the prompt and image tokens (the model's own joint attention; the
+first term is whatever the rest of the chain returns), [L_i ; I] those of local prompt i's stream
+and the image tokens, M_i the region mask at the token grid, c_i the weight curve (README). Prompt
+tokens and uncond rows are untouched; an image token outside every region gets the chain's output
+bit for bit.
 """
 from __future__ import annotations
 
@@ -22,8 +37,8 @@ import weakref
 import torch
 import torch.nn.functional as F
 
+from .core.chain import default_attention
 from .core.controls import AttentionControl
-from .core.dispatcher import default_attention, is_plain_attention
 from .core.errors import AtelierError
 from .core.layers import LayerSelection
 from .core.schedule import Window
@@ -71,12 +86,27 @@ def box_coverage(box: tuple, h: int, w: int) -> torch.Tensor:
     return axis_coverage(y, height, h)[:, None] * axis_coverage(x, width, w)[None, :]
 
 
+def area_weights(pixels: int, cells: int) -> torch.Tensor:
+    """(cells, pixels): how much of each of ``cells`` equal cells of [0, pixels) pixel j covers, over the
+    cell's length; row i of it averages a line of pixels exactly over cell i (partly covered pixels
+    weighted by the part inside)."""
+    edges = torch.linspace(0.0, float(pixels), cells + 1, dtype=torch.float64)
+    start = torch.arange(pixels, dtype=torch.float64)
+    lo, hi = edges[:-1, None], edges[1:, None]
+    return (torch.minimum(hi, start + 1) - torch.maximum(lo, start)).clamp(min=0.0) / (hi - lo)
+
+
 def resize_mask(mask: torch.Tensor, h: int, w: int) -> torch.Tensor:
-    """Area-average a mask to (h, w): a cell's value is the mean of the mask over it."""
+    """Area-average a mask to (h, w): a cell's value is the mean of the mask over it, exactly, for any
+    two sizes (whole pixels per cell: area pooling; otherwise the pixels a cell cuts count by the part
+    inside it)."""
     mask = mask.to(torch.float32)
     if tuple(mask.shape) == (h, w):
         return mask.clamp(0.0, 1.0)
-    return F.interpolate(mask[None, None], size=(h, w), mode="area")[0, 0].clamp(0.0, 1.0)
+    if mask.shape[-2] % h == 0 and mask.shape[-1] % w == 0:  # whole pixels per cell: area pooling is exact
+        return F.interpolate(mask[None, None], size=(h, w), mode="area")[0, 0].clamp(0.0, 1.0)
+    rows, columns = area_weights(mask.shape[-2], h), area_weights(mask.shape[-1], w)
+    return (rows @ mask.double() @ columns.T).to(torch.float32).clamp(0.0, 1.0)
 
 
 def activation_grid(call, tokens: int) -> tuple:
@@ -94,18 +124,6 @@ def activation_grid(call, tokens: int) -> tuple:
     raise AtelierError("AtelierRegionalAttention", "model",
                        f"cannot tell the spatial size of a layer with {tokens} tokens.",
                        "use an SD1.5 or SDXL UNet with this node.")
-
-
-def cross_attention_module(diffusion_model, key: tuple):
-    """The attn2 module (with its own to_k / to_v) of layer (block, block_id, index)."""
-    kind, block_id, index = key
-    blocks = {"input": diffusion_model.input_blocks, "output": diffusion_model.output_blocks}
-    block = diffusion_model.middle_block if kind == "middle" else blocks[kind][block_id]
-    for layer in block:
-        if hasattr(layer, "transformer_blocks"):
-            return layer.transformer_blocks[index].attn2
-    raise AtelierError("AtelierRegionalAttention", "model", f"layer {key} has no cross-attention.",
-                       "select layers with cross-attention (the default 'all' does).")
 
 
 def project_local_prompt(module, region: Region, like: torch.Tensor):
@@ -219,15 +237,44 @@ def regional_blend(chain_out, q, k, v, rows, regions_and_weights, grid, local_kv
     return chain_out.index_add(0, torch.as_tensor(rows, device=q.device), delta)
 
 
+def dit_regional_blend(chain_out, q, k, v, rows, regions_and_weights, image: slice, grid, stream_kv, attention,
+                       full=None):
+    """O = chain_out + sum_i M_i c_i (A(Q, [L_i ; I]) - A(Q, [D ; I])) on the image queries of ``rows``.
+
+    q, k, v: (batch, ..., tokens, dim) in the main layout [D | image | extra]; ``stream_kv(region)``
+    -> (K_L, V_L) of the region's stream for the whole batch; ``attention(q, k, v)`` is plain
+    attention returning (batch, tokens, C); ``full`` is A(Q, [D ; I]) of those rows' image queries where
+    the caller has it already. Dense over tokens, so a token outside every region gets chain_out + 0,
+    which is chain_out bit for bit.
+    """
+    q_c = cond_rows(q, rows)[..., image, :]
+    k_c, v_c = cond_rows(k, rows), cond_rows(v, rows)
+    k_img, v_img = k_c[..., image.start:, :], v_c[..., image.start:, :]
+    if full is None:
+        full = attention(q_c, k_c, v_c)
+    delta = torch.zeros_like(full)
+    for region, weight in regions_and_weights:
+        m = region.grid(*grid, device=q.device, dtype=full.dtype) * weight
+        k_l, v_l = (cond_rows(t, rows) for t in stream_kv(region))
+        local = attention(q_c, torch.cat([k_l, k_img], dim=-2), torch.cat([v_l, v_img], dim=-2))
+        delta += m[None, :, None] * (local - full)
+    out_image = chain_out[:, image].index_add(0, torch.as_tensor(rows, device=q.device), delta)
+    return torch.cat([chain_out[:, :image.start], out_image, chain_out[:, image.stop:]], dim=1)
+
+
+
 @dataclass(frozen=True)
 class RegionalControl(AttentionControl):
     regions: tuple = ()
     layers: LayerSelection = LayerSelection()
     window: Window = Window()
     slot: str = "attn2"
+    feature = "regional attention"
+    joint_attention = True
+    outermost = True  # on a DiT it needs the whole batch, unsplit and unmasked
     reads_reference_row = False  # each row alone (see AttentionControl)
 
-    def attend(self, q, k, v, call, next_attention, mask=None):
+    def attend(self, next_attention, q, k, v, call, mask=None):
         chain_out = next_attention(q, k, v, call, mask)
         if mask is not None:  # an outer control changed the scores; regional mixing would not match
             return chain_out
@@ -237,10 +284,42 @@ class RegionalControl(AttentionControl):
         rows = call.layout(q.shape[0]).rows_of(0)
         if not active or not rows:
             return chain_out
-        module = cross_attention_module(call.run.diffusion_model, call.key)
+        module = call.module("attn2")
         grid = activation_grid(call, q.shape[1])
         # below us only ComfyUI's attention: the chain's cond rows are A(Q, D) already
-        full = cond_rows(chain_out, rows) if is_plain_attention(next_attention) else None
+        full = cond_rows(chain_out, rows) if call.is_plain(next_attention) else None
         return regional_blend(chain_out, q, k, v, rows, active, grid,
                               lambda region: cached_projection(module, region, k, call.run),
                               lambda q_, k_, v_: default_attention(q_, k_, v_, call), full=full)
+
+    def dit_streams(self, run) -> list:
+        """A text stream per region whose weight at this step is not 0."""
+        p = step_progress(run)
+        streams = []
+        for region in self.regions:
+            if region.curve.at(p) == 0.0:
+                continue
+            width = run.text_width()
+            if region.cond.shape[-1] != width:
+                raise AtelierError(region.source, "conditioning",
+                                   f"the local prompt has {region.cond.shape[-1]} channels but this model's text "
+                                   f"input takes {width}.",
+                                   "encode the local prompt with the text encoder of the same model.")
+            streams.append((id(region), region.cond))
+        return streams
+
+    def dit_attend(self, next_attention, q, k, v, call, mask=None):
+        chain_out = next_attention(q, k, v, call, mask)
+        if mask is not None or q.shape[0] != call.batch:  # scores changed or rows split by an outer control
+            return chain_out
+        p = step_progress(call.run)
+        active = [(r, c) for r in self.regions if (c := r.curve.at(p)) != 0.0 and id(r) in call.streams]
+        rows = call.layout(q.shape[0]).rows_of(0)
+        if not active or not rows:
+            return chain_out
+        image = call.tokens.image_slice
+        # below us only the model's attention: its cond rows are A(Q, [D ; I]) already
+        full = cond_rows(chain_out, rows)[:, image] if call.is_plain(next_attention) else None
+        return dit_regional_blend(chain_out, q, k, v, rows, active, image, call.tokens.grid,
+                                  lambda region: call.streams[id(region)][1:],
+                                  lambda q_, k_, v_: call.plain_attention(q_, k_, v_), full=full)

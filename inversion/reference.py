@@ -17,13 +17,12 @@ import math
 import torch
 
 from ..attention.core.errors import AtelierError
+from ..attention.core.keys import RECORD_KEY, REFERENCE_INSERTED_KEY, REPLAY_KEY
+from ..attention.core.rows import chunk_first_rows, chunk_layout, insert_rows, strip_rows
 from ..attention.models import family_of
-from ..attention.core.rows import chunk_first_rows, chunk_layout, insert_rows, strip_rows  # noqa: F401 (re-exported)
-from ..attention.core.reference_keys import RECORD_KEY, REFERENCE_INSERTED_KEY, REFERENCE_KEY, REPLAY_KEY  # noqa: F401
-from .reference_cache import ACTIVE, ReplayMissing, StepReplay, digest, sampling_context  # noqa: F401
+from .reference_cache import ACTIVE, ReplayMissing, StepReplay, digest, sampling_context
 
 log = logging.getLogger("attention_atelier")
-
 
 
 def repeat_tokens(context: torch.Tensor, length: int) -> torch.Tensor:

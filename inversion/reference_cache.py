@@ -33,15 +33,10 @@ from dataclasses import dataclass
 
 import torch
 
-from ..attention.core.reference_keys import (RECORD_KEY, REFERENCE_INSERTED_KEY, REPLAY_KEY,  # noqa: F401
-                                        REPLAYED_ROW_KEY)
 from ..attention.art_bn import EPS  # the channel statistics are ArtBN's
+from ..attention.core.keys import REFERENCE_INSERTED_KEY, REPLAYED_ROW_KEY
 from ..attention.core.rows import chunk_first_rows, chunk_layout, insert_rows, strip_rows
-
-try:  # guarded: imports without ComfyUI
-    from comfy.ldm.modules.diffusionmodules.openaimodel import UNetModel
-except ImportError:  # pragma: no cover
-    UNetModel = None
+from ..attention.models import family_of
 
 log = logging.getLogger("attention_atelier")
 
@@ -222,7 +217,8 @@ def sampling_context(guider, trajectory):
     if patcher is None:
         return None, "the sampler holds no model patcher"
     diffusion_model = patcher.get_model_object("diffusion_model")
-    if UNetModel is None or not isinstance(diffusion_model, UNetModel):
+    family = family_of(diffusion_model)
+    if family is None or family.joint:
         return None, f"it works on UNet models (SD1.x, SD2.x, SDXL); this is a {type(diffusion_model).__name__}"
     options = patcher.model_options
     transformer_options = options.get("transformer_options", {})

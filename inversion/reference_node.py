@@ -2,7 +2,8 @@
 from __future__ import annotations
 
 from ..attention.core.errors import AtelierError
-from .reference import REFERENCE_KEY, ReferenceRows, check_conditioning_width, size_check_wrapper
+from ..attention.core.keys import REFERENCE_KEY
+from .reference import ReferenceRows, check_conditioning_width, size_check_wrapper
 from .reference_cache import MAX_CACHE_MB, ReferenceCache
 from .trajectory import UNCOND, Trajectory
 

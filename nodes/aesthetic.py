@@ -5,8 +5,8 @@ from comfy_api.latest import io
 
 from .common import search_aliases
 
-from ..attention.core import dispatcher
 from ..attention import models
+from ..attention.dispatch import dispatcher
 from ..attention.aesthetic_mix import AestheticMixControl, relative_to_empty_prompt
 from ..attention.core.errors import AtelierError
 from ..attention.prompt_split import AESTHETIC_VOCABULARY, parse_vocabulary, split_prompt
@@ -55,7 +55,7 @@ class AtelierAestheticMix(io.ComfyNode):
                 "Only cond rows are mixed (uncond rows unchanged), so cfg amplifies it like a prompt term. "
                 "Strength 0 or an empty aesthetic text leaves the model exactly as it was."),
             inputs=[
-                model_input(),
+                model_input(AestheticMixControl),
                 io.Clip.Input("clip", tooltip="The text encoder of the same checkpoint, used to encode the "
                                               "aesthetic text (wire the LoRA-patched CLIP if you use a LoRA)."),
                 io.String.Input("aesthetic", multiline=True, default="golden hour, soft light, vibrant colours",
@@ -138,3 +138,4 @@ class AtelierSplitPrompt(io.ComfyNode):
 
 
 NODES = [AtelierAestheticMix, AtelierSplitPrompt]
+CONTROLS = (AestheticMixControl,)  # what its nodes make (README support table)

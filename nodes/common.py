@@ -3,8 +3,11 @@ from __future__ import annotations
 
 from comfy_api.latest import io
 
+from ..attention import models
+from ..attention.core.errors import AtelierError
 from ..attention.core.layers import LayerSelection, describe_layers, parse_layer_spec, unmatched_prefixes
 from ..attention.core.schedule import Window
+from ..attention.dispatch import support
 
 CATEGORY = "Atelier"
 
@@ -33,8 +36,18 @@ def layers_input(default: str = "all") -> io.String.Input:
     return io.String.Input("layers", default=default, tooltip=LAYERS_TOOLTIP)
 
 
-def model_input(tooltip: str = "The diffusion model (SD1.5, SDXL, Flux.1 or SD3.5) to patch. It is cloned, never changed.") -> io.Model.Input:
-    return io.Model.Input("model", tooltip=tooltip)
+def families_running(*features) -> str:
+    """'A, B and C': the model families that run every one of ``features`` (a control class's ``feature``
+    and its classes, as (feature, classes) pairs), from the same table as the README's."""
+    names = [f.name for f in models.FAMILIES if all(support.works(f, feature, classes) for feature, classes in features)]
+    return ", ".join(names[:-1]) + (" and " if len(names) > 1 else "") + names[-1]
+
+
+def model_input(*controls) -> io.Model.Input:
+    """The MODEL input of a node making ``controls`` (control classes): its tooltip names the families
+    they run on."""
+    families = families_running(*((c.feature, (c,)) for c in controls))
+    return io.Model.Input("model", tooltip=f"The diffusion model to patch ({families}). It is cloned, never changed.")
 
 
 def model_output() -> io.Model.Output:
@@ -42,7 +55,6 @@ def model_output() -> io.Model.Output:
 
 
 def make_window(node: str, start_percent: float, end_percent: float) -> Window:
-    from ..attention.core.errors import AtelierError
     if start_percent > end_percent:
         raise AtelierError(node, "start_percent", f"{start_percent} is after end_percent {end_percent}.",
                            "set start_percent <= end_percent.")
@@ -51,11 +63,10 @@ def make_window(node: str, start_percent: float, end_percent: float) -> Window:
 
 def make_layers(node: str, layers: str, unshared_fraction: float = 0.0, model=None) -> LayerSelection:
     """The parsed selection; with ``model``, every named block or layer must exist in it."""
-    selection = LayerSelection(parse_layer_spec(layers, node), unshared_fraction)
+    selection = LayerSelection(parse_layer_spec(layers, node, models.block_kinds()), unshared_fraction)
     keys = model_layer_keys(model) if model is not None else None
     missing = unmatched_prefixes(selection.prefixes, keys) if keys else []
     if missing:
-        from ..attention.core.errors import AtelierError
         names = ", ".join(".".join(map(str, p)) for p in missing)
         raise AtelierError(node, "layers", f"{names} matches no attention layer of this model.",
                            f"use 'all', a block kind or one of this model's layers: {describe_layers(keys)}.")
@@ -65,7 +76,6 @@ def make_layers(node: str, layers: str, unshared_fraction: float = 0.0, model=No
 def model_layer_keys(model):
     """The model's attention layer keys in execution order, or None for a model the pack does not patch
     (the node's own model check then says so)."""
-    from ..attention import models
     diffusion_model = model.get_model_object("diffusion_model")
     family = models.family_of(diffusion_model)
     return tuple(family.layer_keys(diffusion_model)) if family is not None else None

@@ -10,10 +10,9 @@ from comfy_api.latest import io
 
 from .common import search_aliases
 
-from ..attention.core import dispatcher
 from ..attention.art_bn import ArtBNAttentionControl, ArtBNNormControl
 from ..attention.core.errors import AtelierError
-from ..attention.group_norm import install_group_norm_sharing
+from ..attention.dispatch import dispatcher
 from ..attention.ip_adapter import ImagePromptControl, map_adapter_layers
 from ..attention.ip_adapter_file import load_adapter
 from .common import CATEGORY, layers_input, make_layers, make_window, model_input, model_output, window_inputs
@@ -130,7 +129,7 @@ class AtelierImagePrompt(io.ComfyNode):
                 "Composes with the pack's other nodes and with other packs' attention patches. In "
                 "reference-image mode the artwork row gets no image branch."),
             inputs=[
-                model_input(),
+                model_input(ImagePromptControl),
                 IPAdapter.Input("ipadapter", tooltip="From AtelierIPAdapterLoader; must match the model family "
                                                      "(SD1.5 or SDXL)."),
                 io.ClipVisionOutput.Input("clip_vision_output",
@@ -158,8 +157,8 @@ class AtelierImagePrompt(io.ComfyNode):
         window = make_window(IMAGE_PROMPT, start_percent, end_percent)
         selection = make_layers(IMAGE_PROMPT, layers, model=model)
         diffusion_model = dispatcher.require_unet(model, IMAGE_PROMPT)
-        keys = dispatcher.layer_keys(diffusion_model)
-        layer_index = map_adapter_layers(ipadapter, diffusion_model, keys, IMAGE_PROMPT)
+        layer_index = map_adapter_layers(ipadapter, dispatcher.attention_modules(diffusion_model, "attn2"),
+                                         IMAGE_PROMPT)
         features = clip_features(ipadapter, clip_vision_output, IMAGE_PROMPT)
         if weight == 0.0:
             return io.NodeOutput(dispatcher.attach(model, node=IMAGE_PROMPT))
@@ -191,7 +190,7 @@ class AtelierArtBN(io.ComfyNode):
                 "height x width); 'both'. The reference row never changes; strength 0 changes nothing. "
                 "Works before or after AtelierStyleAligned in the model chain."),
             inputs=[
-                model_input(),
+                model_input(ArtBNAttentionControl, ArtBNNormControl),
                 io.Float.Input("strength", default=1.0, min=0.0, max=1.0, step=0.01,
                                tooltip="0 = unchanged, 1 = exactly the reference's channel mean and variance."),
                 io.Combo.Input("apply_to", options=list(APPLY_TO), default="both",
@@ -216,10 +215,8 @@ class AtelierArtBN(io.ComfyNode):
             controls.append(ArtBNAttentionControl(strength=strength, layers=selection, window=window))
         if strength != 0.0 and apply_to in ("both", "group_norm"):
             controls.append(ArtBNNormControl(strength=strength, window=window))
-        patched = dispatcher.attach(model, *controls, node=ART_BN)
-        if any(isinstance(c, ArtBNNormControl) for c in controls):
-            install_group_norm_sharing(patched)
-        return io.NodeOutput(patched)
+        return io.NodeOutput(dispatcher.attach(model, *controls, node=ART_BN))
 
 
 NODES = [AtelierIPAdapterLoader, AtelierImagePrompt, AtelierArtBN]
+CONTROLS = (ArtBNAttentionControl, ArtBNNormControl, ImagePromptControl)  # what its nodes make (README support table)

@@ -7,11 +7,12 @@ from comfy_api.latest import io
 
 from .common import search_aliases
 
-from ..attention.core.dispatcher import require_supported
 from ..attention.core.errors import AtelierError
+from ..attention.core.family import INVERSION
+from ..attention.dispatch.dispatcher import require_supported
 from ..inversion.reference import check_conditioning_width
 from ..inversion.sampler import invert_latent, zero_conditioning
-from .common import CATEGORY
+from .common import CATEGORY, families_running
 from .input_guard import guarded
 
 NODE = "AtelierInvert"
@@ -20,7 +21,7 @@ TrajectoryType = io.Custom("ATELIER_TRAJECTORY")  # inversion.trajectory.Traject
 
 def require_invertible(model):
     """UNets (eps / v-prediction) and Flux.1 / SD3 (flow matching); other families are refused by name."""
-    require_supported(model, NODE)
+    require_supported(model, NODE, features=(INVERSION,))
 
 
 class AtelierInvert(io.ComfyNode):
@@ -41,7 +42,7 @@ class AtelierInvert(io.ComfyNode):
                 "by fixed-point iteration for a much smaller round-trip error. Also outputs every "
                 "per-step latent (the trajectory) for AtelierStyleAligned's reference input."),
             inputs=[
-                io.Model.Input("model", tooltip="The diffusion model (SD1.5, SD2, SDXL; Flux.1, SD3.5) "
+                io.Model.Input("model", tooltip=f"The diffusion model ({families_running((INVERSION, ()))}) "
                                                 "the image will be regenerated with."),
                 io.Latent.Input("latent", tooltip="The latent to invert, e.g. from VAEEncode of the reference image."),
                 io.Conditioning.Input("positive", optional=True,

@@ -10,7 +10,7 @@ from .common import search_aliases
 
 from ..attention.core.errors import AtelierError
 from ..attention.prompt_batch import REPEAT_BOUND, common_length, cyclic_pad, inexact_rows
-from ..attention.core.prompt_count import PROMPT_COUNT_KEY
+from ..attention.dispatch.prompt_count import PROMPT_COUNT_KEY
 from .common import CATEGORY
 from .input_guard import check_nesting, guarded, tokenize
 

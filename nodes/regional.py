@@ -9,8 +9,8 @@ from comfy_api.latest import io
 
 from .common import search_aliases
 
-from ..attention.core import dispatcher
 from ..attention.core.errors import AtelierError
+from ..attention.dispatch import dispatcher
 from ..attention.region_json import MAX_BOXES, parse_region_json
 from ..attention.regional import Region, RegionalControl
 from ..attention.weight_curves import CURVE_KINDS, make_curve
@@ -212,7 +212,7 @@ class AtelierRegionalAttention(io.ComfyNode):
                 "SD1.5, SDXL, Flux.1 and SD3.5 (on these the local prompts run as extra text streams of the "
                 "joint attention); composes with StyleAligned, LoRA and other packs' attention patches."),
             inputs=[
-                model_input(),
+                model_input(RegionalControl),
                 Regions.Input("regions", tooltip=REGIONS_TOOLTIP),
                 layers_input(),
                 *window_inputs(),
@@ -232,3 +232,4 @@ class AtelierRegionalAttention(io.ComfyNode):
 
 
 NODES = [AtelierRegion, AtelierBoxRegions, AtelierRegionalAttention]
+CONTROLS = (RegionalControl,)  # what its nodes make (README support table)

@@ -7,8 +7,8 @@ from comfy_api.latest import io
 
 from .common import search_aliases
 
-from ..attention.core import dispatcher
-from ..attention.group_norm import GroupNormShareControl, install_group_norm_sharing
+from ..attention.dispatch import dispatcher
+from ..attention.group_norm import GroupNormShareControl
 from ..attention.style_aligned import SharedAttentionControl, SharingSettings
 from ..inversion.reference_cache import MAX_CACHE_MB
 from ..inversion.reference_node import attach_reference
@@ -38,7 +38,7 @@ class AtelierStyleAligned(io.ComfyNode):
                 "AtelierBatchPrompts. With a reference trajectory (AtelierInvert) the reference is a real "
                 "image instead: it is added as row 0 of every model call and removed from the output."),
             inputs=[
-                model_input(),
+                model_input(SharedAttentionControl),
                 io.Boolean.Input("share_attention", default=True,
                                  tooltip="Let rows 1..B-1 attend to row 0's keys and values (the core of StyleAligned)."),
                 io.Boolean.Input("adain_queries", default=True,
@@ -90,8 +90,6 @@ class AtelierStyleAligned(io.ComfyNode):
         if share_group_norm:
             controls.append(GroupNormShareControl(window=window))
         patched = dispatcher.attach(model, *controls, node=NODE)
-        if share_group_norm:
-            install_group_norm_sharing(patched)
         if reference is not None:
             attach_reference(patched, reference, NODE, cache_mb=reference_cache_mb)
         elif reference_cache_mb:
@@ -100,3 +98,4 @@ class AtelierStyleAligned(io.ComfyNode):
 
 
 NODES = [AtelierStyleAligned]
+CONTROLS = (SharedAttentionControl, GroupNormShareControl)  # what its nodes make (README support table)

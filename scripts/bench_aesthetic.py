@@ -24,7 +24,7 @@ from tests.pack import pack_module  # noqa: E402  (before ComfyUI's own tests/ i
 
 def aesthetic_variants(model, args):
     import torch
-    dispatcher = pack_module("attention.core.dispatcher")
+    dispatcher = pack_module("attention.dispatch.dispatcher")
     aesthetic_mix = pack_module("attention.aesthetic_mix")
     controls = pack_module("attention.core.controls")
 
@@ -32,7 +32,7 @@ def aesthetic_variants(model, args):
         """An attn2 control that only calls the rest of the chain: the dispatcher's own cost."""
         slot = "attn2"
 
-        def attend(self, q, k, v, call, next_attention, mask=None):
+        def attend(self, next_attention, q, k, v, call, mask=None):
             return next_attention(q, k, v, call, mask)
 
     width = 768 if args.model == "sd15" else 2048

@@ -31,10 +31,10 @@ def adapters_for(model, args):
     import torch
     ip_adapter = pack_module("attention.ip_adapter")
     files = pack_module("attention.ip_adapter_file")
-    dispatcher = pack_module("attention.core.dispatcher")
+    dispatcher = pack_module("attention.dispatch.dispatcher")
     unet = model.get_model_object("diffusion_model")
-    keys = dispatcher.layer_keys(unet)
-    modules = ip_adapter.cross_attention_modules(unet, keys)
+    modules = dispatcher.attention_modules(unet, "attn2")
+    keys = tuple(modules)
     widths = [modules[k].to_k.out_features for k in ip_adapter.adapter_layer_order(keys)]
     context = next(iter(modules.values())).to_k.in_features
     base = adapter_state_dict("base", context, widths, seed=1, embeds_dim=VIT_H["image_embeds"], dtype=torch.float16)

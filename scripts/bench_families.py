@@ -142,7 +142,7 @@ def bench_family(fam: Family, a) -> dict:
     import comfy.sample
     from scripts.bench_common import PeakRSS, machine_line, print_timings, timed_rounds
     from scripts.bench_counts import print_cost_table, print_minimum
-    dispatcher = pack_module("attention.core.dispatcher")
+    dispatcher = pack_module("attention.dispatch.dispatcher")
     style = pack_module("attention.style_aligned")
     regional = pack_module("attention.regional")
     curves = pack_module("attention.weight_curves")

@@ -112,9 +112,9 @@ def report_cache(cached, fresh, costs, positive, negative, args):
     from scripts.bench_common import KIND, UNETS, sample_once
     from scripts.bench_counts import Costs
     from scripts.reference_cache_memory import MIB, bytes_per_step, layer_shapes, report
-    reference = pack_module("inversion.reference")
+    keys = pack_module("attention.core.keys")
     import comfy.patcher_extension as ext
-    cache = cached.get_wrappers(ext.WrappersMP.APPLY_MODEL, reference.REFERENCE_KEY)[0].cache
+    cache = cached.get_wrappers(ext.WrappersMP.APPLY_MODEL, keys.REFERENCE_KEY)[0].cache
     with Costs() as recording:
         sample_once(fresh, positive, negative, args)
     base = costs["vanilla"]

@@ -33,22 +33,12 @@ def node(comfy, name):
     return comfy.node_class(name)
 
 
-def pack_attr(candidates: tuple, name: str):
-    """``name`` from the first of the pack's modules ``candidates`` that exists (the layout changes between
-    the commits this script compares)."""
-    from tests.pack import pack_module
-    for dotted in candidates:
-        try:
-            return getattr(pack_module(dotted), name)
-        except (ImportError, AttributeError):
-            continue
-    raise ImportError(f"{name} in none of {candidates}")
-
-
 def aesthetic_mix(model, embedding, strength):
-    control = pack_attr(("attention.methods.aesthetic_mix", "attention.aesthetic_mix"), "AestheticMixControl")
-    attach = pack_attr(("attention.dispatch.dispatcher", "attention.core.dispatcher"), "attach")
-    return attach(model, control(aesthetic=embedding, strength=strength), node="AtelierAestheticMix")
+    """AtelierAestheticMix's control with an embedding standing in for a text encoder's (not every tiny
+    family has one)."""
+    from tests.pack import pack_module
+    control = pack_module("attention.aesthetic_mix").AestheticMixControl(aesthetic=embedding, strength=strength)
+    return pack_module("attention.dispatch.dispatcher").attach(model, control, node="AtelierAestheticMix")
 
 
 def cases(comfy, fam):

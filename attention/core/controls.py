@@ -1,106 +1,85 @@
-"""The control protocol: what every attention control of the pack looks like.
+"""The control protocol: every hook an attention control of the pack may implement.
 
-A control is an immutable object on the model's control stack. For each attention call it may act
-on, the dispatcher hands it the projected q, k, v, an :class:`AttentionCall` describing the call,
-and ``next_attention``: the rest of the chain (the following controls, then the base attention).
-A control returns the attention output, shaped (batch, tokens, heads * dim_head).
+A control is an immutable object on the model's control stack (nodes append it; the dispatcher runs
+it). Per attention call at a layer it selects, the dispatcher runs, in stack order, ``prepare`` of every
+control on the whole batch (statistics alignment: composes in any order), then the chain of ``attend``
+hooks, each handed ``next_attention``: the rest of the chain (the following controls, then the base
+attention: another pack's replace or override, or the model's own attention). UNet layers call the
+``prepare`` / ``attend`` pair, diffusion transformers' joint attention the ``dit_`` pair. A control
+returns the attention output in the layout its q arrived in.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Callable, Optional
-
-import torch
-
+from .calls import AttentionCall, RunInfo
 from .layers import LayerSelection
-from .rows import ChunkLayout, chunk_layout
 from .schedule import Window
-
-# next_attention(q, k, v, call, mask=None) -> out; mask is an additive score bias or None
-Attention = Callable[..., torch.Tensor]
-
-
-@dataclass
-class AttentionCall:
-    """One attention call inside one model evaluation."""
-
-    extra_options: dict
-    key: tuple  # (block, block_id, index), e.g. ("input", 4, 1)
-    run: "RunInfo"
-    # channels an outer control appended to every head of q/k/v (StyleAligned's folded score shift):
-    # the tensors no longer have the model's dim_head, so another pack's replace must not see them
-    head_pad: int = 0
-
-    @property
-    def heads(self) -> int:
-        return self.extra_options["n_heads"]
-
-    def layout(self, batch: int) -> ChunkLayout:
-        return chunk_layout(batch, self.extra_options.get("cond_or_uncond"))
-
-    @property
-    def activations_shape(self) -> Optional[list]:
-        return self.extra_options.get("activations_shape")
-
-
-@dataclass(frozen=True)
-class RunInfo:
-    """What the dispatcher learned about the current model evaluation."""
-
-    model_sampling: object
-    sigma: float
-    layer_keys: tuple  # every attention layer key of the model, in execution order
-    sample_sigmas: Optional[torch.Tensor] = field(default=None, compare=False)
-    # the model being run, object patches applied: controls that need a layer's own projections
-    diffusion_model: object = field(default=None, compare=False, repr=False)
-    family: object = field(default=None, compare=False, repr=False)  # its adapter (attention/models/)
-    _memo: dict = field(default_factory=dict, compare=False, repr=False)
-
-    def memo(self, name: str, compute):
-        """``compute()`` once per model evaluation (every layer sees the same value; avoids GPU syncs)."""
-        if name not in self._memo:
-            self._memo[name] = compute()
-        return self._memo[name]
-
-    def text_width(self) -> int:
-        """Channels of the model's text input (what a prompt's conditioning must have)."""
-        return self.family.context_width(self.diffusion_model)
-
-    def progress(self) -> float:
-        """Sampling progress in [0, 1] of the current sigma (ComfyUI's percent scale)."""
-        ms = self.model_sampling
-        sigma = torch.tensor(self.sigma)
-        t = float(ms.timestep(sigma))
-        t_max = float(ms.timestep(ms.sigma_max))
-        t_min = float(ms.timestep(ms.sigma_min))
-        if t_max <= t_min:
-            return 0.0
-        return min(max((t_max - t) / (t_max - t_min), 0.0), 1.0)
 
 
 class AttentionControl:
     """Base class. Subclasses are frozen dataclasses with ``slot``, ``layers`` and ``window``."""
 
-    slot: str = "attn1"  # "attn1" (self-attention) or "attn2" (cross-attention)
+    slot: str = "attn1"  # "attn1" (self-attention), "attn2" (cross-attention) or "norm" (GroupNorms)
     layers: LayerSelection = LayerSelection()
     window: Window = Window()
+    feature: str = ""  # what users call the method: a column of the README's support table
+    named_in_errors: str = ""  # how a refusal names it (default: ``feature``)
+    joint_attention: bool = False  # has a path through a diffusion transformer's joint attention
+    outermost: bool = False  # DiT: its dit_attend wraps every other control (it needs the unsplit batch)
     # whether what the control gives a row may depend on row 0 of its chunk (the reference): then
-    # reference-image mode's cache records and replays row 0 at the control's layers. False only for
-    # controls that act on each row alone.
-    reads_reference_row = True
+    # reference-image mode's cache records and replays row 0 at the control's layers
+    reads_reference_row: bool = True
+    # the node whose control aligns rows 1..B-1 with row 0 (a batch of one has nothing to align to)
+    reference_node: str = ""
+    chains_group_norm: bool = False  # acts on a GroupNorm itself (joins the norm's chain)
+
+    def describe(self) -> str:
+        return self.named_in_errors or self.feature or type(self).__name__
+
+    def implements(self, hook: str) -> bool:
+        """Whether this control's class has its own ``hook`` (else the base class's pass-through). Only
+        controls that implement a chained hook join that chain: a pass-through link would hide from the
+        control above it that the model's own attention is below."""
+        return getattr(type(self), hook) is not getattr(AttentionControl, hook)
 
     def active_at(self, run: RunInfo) -> bool:
         return self.window.contains(run.sigma, run.model_sampling)
 
+    def install(self, model) -> None:
+        """Anything besides the control stack that the control needs on the patched clone ``model`` (an
+        object patch, say); called once when a node attaches the control."""
+
+    # ---- a UNet's self- or cross-attention (slot "attn1" / "attn2") ------------------------------
     def prepare(self, q, k, v, call: AttentionCall):
         """Phase 1, every control in stack order, always on the whole batch: transform q, k, v
         (statistics alignment and the like). Order-independent across controls that only prepare."""
         return q, k, v
 
-    def attend(self, q, k, v, call: AttentionCall, next_attention: Attention, mask=None) -> torch.Tensor:
+    def attend(self, next_attention, q, k, v, call: AttentionCall, mask=None):
         """Phase 2, chained: return the attention output; ``next_attention(q, k, v, call, mask)`` runs
         the rest of the chain (it may receive a sub-batch or extra keys from an outer control)."""
         return next_attention(q, k, v, call, mask)
+
+    # ---- a diffusion transformer's joint attention (see ``attention/dispatch/dit_override.py``) -------
+    def dit_prepare(self, q, k, v, call):
+        return q, k, v
+
+    def dit_attend(self, next_attention, q, k, v, call, mask=None):
+        return next_attention(q, k, v, call, mask)
+
+    def dit_streams(self, run: RunInfo) -> list:
+        """Extra prompts carried through the model's text stream this evaluation: [(owner id, context
+        (1, T, D)), ...]; their q/k/v reach ``dit_attend`` as ``call.streams[owner]``."""
+        return []
+
+    # ---- GroupNorms (slot "norm"; see ``attention/group_norm.py``) -----------------------------
+    def prepare_norm(self, x, layout, reference=None):
+        """Phase 1 on a GroupNorm's whole input (batch, C, ...); ``reference``: row 0's recorded
+        statistics where reference-image mode replays them."""
+        return x
+
+    def group_norm(self, next_norm, x, layout, reference=None):
+        """Phase 2, chained (controls with ``chains_group_norm`` only): the norm's output."""
+        return next_norm(x)
 
     def __deepcopy__(self, memo):
         # Immutable: ModelPatcher.clone() deep-copies model_options on every clone; share instead.

@@ -3,7 +3,7 @@
 A family adapter (one module under ``attention/models/``) tells the dispatcher how it recognises
 the model, its attention layer keys in execution order and how they are named in layer
 selections, how the layer of an attention call in progress is known, the token layout of each
-call, and which controls it refuses and why. Methods (StyleAligned, regional attention, value
+call, and which methods it cannot run and why. Methods (StyleAligned, regional attention, value
 mixing, ...) are written once against this interface and never name a model class.
 
 Two kinds of family exist:
@@ -17,7 +17,11 @@ Two kinds of family exist:
 """
 from __future__ import annotations
 
+import torch
+
 from .tokens import TokenLayout
+
+INVERSION = "inversion"  # the feature name of inversion and the reference-image mode (ModelFamily.refusal)
 
 
 class ModelFamily:
@@ -26,8 +30,6 @@ class ModelFamily:
     name: str = ""  # what users read in messages and the README table, e.g. "Flux.1"
     joint: bool = True  # one joint [text | image] attention per block (a DiT), else UNet slots
     block_kinds: tuple = ()  # the words of its layer keys, e.g. ("double", "single")
-    # control class name -> why this family cannot run it (checked before the generic DiT support)
-    refused: dict = {}
     # q/k/v as the attention call receives them: "heads_first" (B, H, T, D) or "tokens_first" (B, T, H*D)
     qkv_layout: str = "heads_first"
 
@@ -93,12 +95,17 @@ class ModelFamily:
         text path attends across text tokens (a text refiner) carries them itself, e.g. with a patch
         after that path (this evaluation's ``transformer_options`` may be changed), so the prompt never
         meets them there."""
-        import torch
         return torch.cat([context, *parts], dim=1)
 
-    def refusal(self, control) -> str | None:
-        """Why this family cannot run ``control`` (None when it can, as far as the family knows)."""
-        return self.refused.get(type(control).__name__)
+    def refusal(self, feature: str, diffusion_model=None) -> str | None:
+        """Why this family (this model of it, where given) cannot run ``feature`` (a control's
+        ``feature``, or :data:`INVERSION`), or None when it can as far as the family knows."""
+        return None
+
+    def attention_module(self, diffusion_model, key: tuple, slot: str):
+        """The attention module of layer ``key`` and ``slot`` ("attn1" / "attn2"), with its own
+        projections (UNet families: a method that projects extra text through a layer's to_k / to_v)."""
+        raise NotImplementedError(f"{self.name} has no per-layer {slot} module")
 
 
 def patch_grid(x, patch: int) -> tuple:

@@ -14,15 +14,9 @@ from dataclasses import dataclass
 from .errors import AtelierError
 
 
-
-def block_kinds() -> tuple:
-    """Every block kind a supported model family names its layers with (``input``, ``double``, ...)."""
-    from .. import models
-    return tuple(kind for family in models.FAMILIES for kind in family.block_kinds)
-
-
-def parse_layer_spec(text: str, node: str, input_name: str = "layers") -> tuple:
-    """Parse a selection string into a tuple of key prefixes (an empty tuple means all)."""
+def parse_layer_spec(text: str, node: str, block_kinds: tuple, input_name: str = "layers") -> tuple:
+    """Parse a selection string into a tuple of key prefixes (an empty tuple means all); ``block_kinds``:
+    the words layer keys begin with (every supported family's, e.g. ``input``, ``double``)."""
     prefixes = []
     for raw in (text or "all").split(","):
         token = raw.strip().lower()
@@ -32,7 +26,7 @@ def parse_layer_spec(text: str, node: str, input_name: str = "layers") -> tuple:
             return ()
         parts = token.split(".")
         # isdigit() alone accepts superscripts and other Unicode digits that int() refuses
-        ok = parts[0] in block_kinds() and len(parts) <= 3 and all(p.isascii() and p.isdigit() and len(p) <= 4
+        ok = parts[0] in block_kinds and len(parts) <= 3 and all(p.isascii() and p.isdigit() and len(p) <= 4
                                                            for p in parts[1:])
         if not ok:
             raise AtelierError(node, input_name, f"'{raw.strip()}' is not a layer selection.",

@@ -1,8 +1,9 @@
 """Model families, one adapter module each (see ``attention/core/family.py`` for the interface).
 
 To add a family: write ``attention/models/<family>.py`` with a ``FAMILY`` instance of a
-:class:`~attention.core.family.ModelFamily` subclass, list it in :data:`FAMILIES` (more specific
-classes before the classes they subclass), and give the test bed a tiny model of it.
+:class:`~attention.core.family.ModelFamily` subclass and list it in :data:`FAMILIES` (more specific
+classes before the classes they subclass); give the test bed a tiny model of it. Nothing else names
+families: the README's support table, the nodes' tooltips and the layer-selection words come from here.
 """
 from __future__ import annotations
 
@@ -27,5 +28,11 @@ def joint_family_of(diffusion_model):
 
 
 def supported_names(joint: bool | None = None) -> str:
+    """'A, B and C': the supported families' names (only DiTs / only UNets with ``joint``)."""
     names = [f.name for f in FAMILIES if joint is None or f.joint == joint]
     return ", ".join(names[:-1]) + (" and " if len(names) > 1 else "") + names[-1]
+
+
+def block_kinds() -> tuple:
+    """Every word a supported family's layer keys begin with (``input``, ``double``, ``layer``, ...)."""
+    return tuple(dict.fromkeys(kind for family in FAMILIES for kind in family.block_kinds))

@@ -12,13 +12,12 @@ Tokens of a call: ``[T5 text | image]`` (patch 2 on the 16-channel Flux latent).
 encoder does not pad the prompt (PixArt T5 tokenizer, no padding), so the model runs unmasked and the
 appended regional / aesthetic prompt streams work; when a conditioning does bring an attention mask
 (``attention_mask`` with ``attention_mask_img_shape``), the dispatcher leaves the streams out of that
-call and says so once (``core.joint_dispatcher.with_streams``). Chroma Radiance (pixel space, NeRF
+call and says so once (``dispatch.dit_override.with_streams``). Chroma Radiance (pixel space, NeRF
 decoder) is not matched: untested here.
 """
 from __future__ import annotations
 
-from ..core.family import ModelFamily, patch_grid
-from ..core.tokens import TokenLayout
+from .flux import FluxFamily
 
 try:  # guarded: the maths in this package imports without ComfyUI
     from comfy.ldm.chroma.model import Chroma as ChromaModel
@@ -31,25 +30,15 @@ except ImportError:  # pragma: no cover - ComfyUI versions without it
     ChromaRadiance = None
 
 
-class ChromaFamily(ModelFamily):
+class ChromaFamily(FluxFamily):
+    """Flux.1's blocks, layer keys, text width and token layout in a model class of its own."""
+
     name = "Chroma"
-    block_kinds = ("double", "single")
 
     def matches(self, diffusion_model) -> bool:
         if ChromaModel is None or not isinstance(diffusion_model, ChromaModel):
             return False
         return ChromaRadiance is None or not isinstance(diffusion_model, ChromaRadiance)
-
-    def layer_keys(self, diffusion_model) -> tuple:
-        return (tuple(("double", i) for i in range(len(diffusion_model.double_blocks)))
-                + tuple(("single", i) for i in range(len(diffusion_model.single_blocks))))
-
-    def context_width(self, diffusion_model) -> int:
-        return diffusion_model.params.context_in_dim
-
-    def token_layout(self, diffusion_model, x, context, model_kwargs: dict) -> TokenLayout:
-        grid = patch_grid(x, diffusion_model.patch_size)
-        return TokenLayout(text=int(context.shape[1]), image=grid[0] * grid[1], grid=grid)
 
 
 FAMILY = ChromaFamily()

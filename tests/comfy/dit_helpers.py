@@ -92,20 +92,20 @@ def regional_at_no_layer(model, regions, no_layer):
     layer: its prompt streams are still carried, but no layer blends them in."""
     layers = pack("attention.core.layers")
     control = pack("attention.regional").RegionalControl(regions=tuple(regions), layers=layers.LayerSelection((no_layer,)))
-    return pack("attention.core.dispatcher").attach(model, control, node=ATTENTION)
+    return pack("attention.dispatch.dispatcher").attach(model, control, node=ATTENTION)
 
 
 def aesthetic_mix(model, aesthetic, strength):
     """AtelierAestheticMix's control, with an aesthetic embedding standing in for the text encoder's."""
     control = pack("attention.aesthetic_mix").AestheticMixControl(aesthetic=aesthetic, strength=strength)
-    return pack("attention.core.dispatcher").attach(model, control, node=MIX)
+    return pack("attention.dispatch.dispatcher").attach(model, control, node=MIX)
 
 
 def spy_calls(run):
     """Run ``run()`` recording every pack override call: (override, q/k/v as the model gave them,
     layer key, output)."""
-    joint_dispatcher = pack("attention.core.joint_dispatcher")
-    calls, original = [], joint_dispatcher.DiTOverride.__call__
+    dit_override = pack("attention.dispatch.dit_override")
+    calls, original = [], dit_override.DiTOverride.__call__
 
     def spy(self, func, *args, **kwargs):
         options = kwargs["transformer_options"]  # the model rewrites block_index in place: read it now
@@ -113,11 +113,11 @@ def spy_calls(run):
         out = original(self, func, *args, **kwargs)
         calls.append((self, args, key, out))
         return out
-    joint_dispatcher.DiTOverride.__call__ = spy
+    dit_override.DiTOverride.__call__ = spy
     try:
         run()
     finally:
-        joint_dispatcher.DiTOverride.__call__ = original
+        dit_override.DiTOverride.__call__ = original
     return calls
 
 

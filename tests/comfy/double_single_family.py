@@ -71,7 +71,8 @@ def test_the_adapter_names_the_layers_and_reads_the_text_width_from_the_model(be
     assert family.layer_keys(diffusion_model) == LAYERS
     assert family.context_width(diffusion_model) == bed.text_width
     layers = pack("attention.core.layers")
-    selection = layers.LayerSelection(layers.parse_layer_spec("double.1, single", "AtelierStyleAligned"))
+    selection = layers.LayerSelection(layers.parse_layer_spec("double.1, single", "AtelierStyleAligned",
+                                                              family.block_kinds))
     assert selection.resolve(list(LAYERS)) == {("double", 1), ("single", 0), ("single", 1)}
 
 
@@ -129,7 +130,7 @@ def independent_shared_attention(q, k, v, text, image, scale=1.0, shift=0.0):
 @pytest.mark.parametrize("layer", [("double", 1), ("single", 0)])
 def test_style_aligned_formula_against_an_independent_computation(bed, captured_qkv, layer, fold):
     """Capture the model's q/k/v at a layer, run the joint method on them and compare with the formula."""
-    dit_style, style, rows = pack("attention.style_aligned_joint"), pack("attention.style_aligned"), pack("attention.core.rows")
+    dit_style, style, rows = pack("attention.style_aligned"), pack("attention.style_aligned"), pack("attention.core.rows")
     q, k, v = (captured_qkv[layer][name] for name in "qkv")
     image = 16  # 64 px: 4 x 4 tokens
     text = q.shape[-2] - image

@@ -59,13 +59,14 @@ def test_values_and_keys_reaching_attention_follow_the_formula(comfy):
     """Captured at a real layer: K = to_k(c) (the content map), V = to_v(c + s e) on the cond row,
     V = to_v(c_neg) on the uncond row; a long negative makes ComfyUI repeat the positive to 154 tokens."""
     import comfy.ldm.modules.attention as comfy_attention
-    dispatcher = pack(comfy, "attention.core.dispatcher")
-    aesthetic_mix = pack(comfy, "attention.aesthetic_mix")
+    dispatcher = pack(comfy, "attention.dispatch.dispatcher")
+    models = pack(comfy, "attention.models")
 
     ck = comfy.sd15
     path = "diffusion_model.input_blocks.1.1.transformer_blocks.0.attn2"
     layer = ck.model.get_model_object(path)
-    assert aesthetic_mix.attention_module(ck.model.get_model_object("diffusion_model"), ("input", 1, 0)) is layer
+    diffusion_model = ck.model.get_model_object("diffusion_model")
+    assert models.family_of(diffusion_model).attention_module(diffusion_model, ("input", 1, 0), "attn2") is layer
     seen = []
 
     def capture(q, k, v, extra_options):  # a foreign replace at the layer: our dispatcher keeps it as base

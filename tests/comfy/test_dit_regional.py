@@ -70,7 +70,7 @@ def test_regional_formula_against_an_independent_computation(comfy, flux):
     """Capture q/k/v of one layer with the local prompt's stream appended, run the DiT blend and
     compare it with the formula written out with plain softmax, token by token."""
     from tests.pack import pack_module
-    dit_regional = pack_module("attention.regional_joint")
+    dit_regional = pack_module("attention.regional")
     regional_mod = pack_module("attention.regional")
     curves = pack_module("attention.weight_curves")
     model, pos, neg = flux
@@ -131,7 +131,7 @@ def test_with_only_the_models_attention_below_the_chain_output_is_reused(comfy, 
     """A(Q, [D ; I]) of the cond rows is what the model's own attention just returned: the blend takes it
     from the chain (one attention fewer per layer) and gives the image that recomputing it gives."""
     from tests.pack import pack_module
-    dit_regional = pack_module("attention.regional_joint")
+    dit_regional = pack_module("attention.regional")
     model, pos, neg = flux
     regions = region(comfy, conditioning(model, tokens=5, seed=7))
     blend, given = dit_regional.dit_regional_blend, []
@@ -172,7 +172,7 @@ def test_aesthetic_mix_acts_and_strength_zero_is_vanilla(comfy, flux, vanilla):
 def test_aesthetic_values_formula(comfy, flux):
     """V_text of cond rows + s * aligned stream values; uncond rows bit for bit."""
     from tests.pack import pack_module
-    aesthetic_joint = pack_module("attention.aesthetic_mix_joint")
+    aesthetic_joint = pack_module("attention.aesthetic_mix")
     v = torch.randn(2, 2, 8 + 16, 4)
     aes = torch.randn(2, 2, 8, 4)
     weights = torch.tensor([0.5, 0.0]).view(-1, 1, 1, 1)

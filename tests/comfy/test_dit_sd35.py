@@ -24,7 +24,7 @@ def vanilla(comfy, sd35):
 
 def test_layer_keys_are_joint_blocks(comfy, sd35):
     from tests.pack import pack_module
-    dispatcher = pack_module("attention.core.dispatcher")
+    dispatcher = pack_module("attention.dispatch.dispatcher")
     assert dispatcher.layer_keys(sd35[0].get_model_object("diffusion_model")) == (("joint", 0), ("joint", 1))
 
 
@@ -76,7 +76,7 @@ def test_a_foreign_block_replace_and_override_keep_running(comfy, sd35):
 
 def test_regional_and_aesthetic_act_and_weight_zero_is_vanilla(comfy, sd35, vanilla):
     from tests.pack import pack_module
-    dispatcher = pack_module("attention.core.dispatcher")
+    dispatcher = pack_module("attention.dispatch.dispatcher")
     mix = pack_module("attention.aesthetic_mix")
     model, pos, neg = sd35
     local = conditioning(model, tokens=5, seed=7, guidance=None)

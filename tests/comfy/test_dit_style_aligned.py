@@ -30,7 +30,7 @@ def test_neutral_settings_reproduce_vanilla_exactly(comfy, flux, vanilla):
 
 def test_a_control_selecting_no_layer_reproduces_vanilla_exactly(comfy, flux, vanilla):
     from tests.pack import pack_module
-    dispatcher, layers = pack_module("attention.core.dispatcher"), pack_module("attention.core.layers")
+    dispatcher, layers = pack_module("attention.dispatch.dispatcher"), pack_module("attention.core.layers")
     style = pack_module("attention.style_aligned")
     model, pos, neg = flux
     control = style.SharedAttentionControl(settings=style.SharingSettings(), layers=layers.LayerSelection((("double", 99),)))
@@ -51,11 +51,12 @@ def test_reference_row_unchanged_other_rows_styled(comfy, flux, vanilla, cfg, se
 
 def test_dit_layer_names(comfy, flux):
     from tests.pack import pack_module
-    dispatcher = pack_module("attention.core.dispatcher")
+    dispatcher = pack_module("attention.dispatch.dispatcher")
     layers = pack_module("attention.core.layers")
     keys = dispatcher.layer_keys(flux[0].get_model_object("diffusion_model"))
     assert keys == (("double", 0), ("double", 1), ("single", 0), ("single", 1))
-    selection = layers.LayerSelection(layers.parse_layer_spec("double.1, single", "AtelierStyleAligned"))
+    block_kinds = pack_module("attention.models").block_kinds()
+    selection = layers.LayerSelection(layers.parse_layer_spec("double.1, single", "AtelierStyleAligned", block_kinds))
     assert selection.resolve(list(keys)) == {("double", 1), ("single", 0), ("single", 1)}
 
 
@@ -84,7 +85,7 @@ def test_formula_against_an_independent_computation(comfy, flux, layer, fold):
     row's own q/k/v, then the generated rows' AdaIN'd queries and extended keys. Capture the
     vanilla q/k/v at the layer, run ours on them and compare with the formula written out."""
     from tests.pack import pack_module
-    dit_style = pack_module("attention.style_aligned_joint")
+    dit_style = pack_module("attention.style_aligned")
     style = pack_module("attention.style_aligned")
     rows = pack_module("attention.core.rows")
     model, pos, neg = flux

@@ -72,9 +72,9 @@ def test_the_adapter_recognises_krea2_and_names_its_single_blocks(krea2):
     family = pack("attention.models").family_of(diffusion_model(model))
     layers = pack("attention.core.layers")
     assert family.name == "Krea 2" and family.joint
-    keys = pack("attention.core.dispatcher").layer_keys(diffusion_model(model))
+    keys = pack("attention.dispatch.dispatcher").layer_keys(diffusion_model(model))
     assert keys == (("single", 0), ("single", 1))
-    selection = layers.LayerSelection(layers.parse_layer_spec("single.1", NODE))
+    selection = layers.LayerSelection(layers.parse_layer_spec("single.1", NODE, family.block_kinds))
     assert selection.resolve(list(keys)) == {("single", 1)}
     assert family.context_width(diffusion_model(model)) == 12 * 80  # 12 tapped Qwen3-VL layers side by side
 
@@ -98,7 +98,7 @@ def test_neutral_settings_reproduce_vanilla_exactly(comfy, krea2, vanilla):
 
 
 def test_a_control_selecting_no_layer_reproduces_vanilla_exactly(comfy, krea2, vanilla):
-    dispatcher, layers, style = pack("attention.core.dispatcher"), pack("attention.core.layers"), pack("attention.style_aligned")
+    dispatcher, layers, style = pack("attention.dispatch.dispatcher"), pack("attention.core.layers"), pack("attention.style_aligned")
     model, pos, neg = krea2
     control = style.SharedAttentionControl(settings=style.SharingSettings(), layers=layers.LayerSelection((("single", 99),)))
     out = sample(comfy, dispatcher.attach(model, control, node=NODE), pos, neg)
@@ -126,7 +126,7 @@ def test_style_formula_against_an_independent_computation(comfy, krea2):
     """q/k/v of single.1 as Krea 2 hands them to attention (after QK-norm, RoPE and the repeat of its
     grouped key/value heads): the generated row's output is softmax over its own tokens (image ones
     AdaIN'd to the reference's) plus the reference's scaled, shifted image keys, written out here."""
-    dit_style, style, rows = pack("attention.style_aligned_joint"), pack("attention.style_aligned"), pack("attention.core.rows")
+    dit_style, style, rows = pack("attention.style_aligned"), pack("attention.style_aligned"), pack("attention.core.rows")
     model, pos, neg = krea2
     recorder = QKVRecorder(keep=True)
     sample(comfy, with_override(model, recorder), pos, neg, batch=2, steps=1)

@@ -54,8 +54,8 @@ def local_prompt(seed=7, tokens=5):
 def spy_calls(run):
     """Run ``run()`` recording every pack override call: (override, q/k/v as the model gave them,
     the layer key the adapter gave the call, output)."""
-    joint_dispatcher, lumina = pack("attention.core.joint_dispatcher"), pack("attention.models.lumina")
-    calls, original, original_key = [], joint_dispatcher.DiTOverride.__call__, lumina.LuminaFamily.call_key
+    dit_override, lumina = pack("attention.dispatch.dit_override"), pack("attention.models.lumina")
+    calls, original, original_key = [], dit_override.DiTOverride.__call__, lumina.LuminaFamily.call_key
     keys = []
 
     def call_key(self, *args, **kwargs):
@@ -67,12 +67,12 @@ def spy_calls(run):
         out = original(self, func, *args, **kwargs)
         calls.append((self, args, keys[-1], out))
         return out
-    joint_dispatcher.DiTOverride.__call__ = spy
+    dit_override.DiTOverride.__call__ = spy
     lumina.LuminaFamily.call_key = call_key
     try:
         run()
     finally:
-        joint_dispatcher.DiTOverride.__call__ = original
+        dit_override.DiTOverride.__call__ = original
         lumina.LuminaFamily.call_key = original_key
     return calls
 
@@ -80,14 +80,15 @@ def spy_calls(run):
 # ---- the family ------------------------------------------------------------------------------------
 
 def test_the_model_is_z_image_with_named_main_layers(comfy, zimage):
-    dispatcher, layers, models = pack("attention.core.dispatcher"), pack("attention.core.layers"), pack("attention.models")
+    dispatcher, layers, models = pack("attention.dispatch.dispatcher"), pack("attention.core.layers"), pack("attention.models")
     diffusion_model = zimage[0].get_model_object("diffusion_model")
     assert type(diffusion_model).__name__ == "NextDiT" and diffusion_model.pad_tokens_multiple == 32
     family = models.family_of(diffusion_model)
     assert family.name == "Z-Image / Lumina 2" and family.joint and family.context_width(diffusion_model) == 32
     keys = dispatcher.layer_keys(diffusion_model)
     assert keys == (("layer", 0), ("layer", 1))
-    assert layers.LayerSelection(layers.parse_layer_spec("layer.1", "AtelierStyleAligned")).resolve(list(keys)) \
+    selection = layers.parse_layer_spec("layer.1", "AtelierStyleAligned", family.block_kinds)
+    assert layers.LayerSelection(selection).resolve(list(keys)) \
         == {("layer", 1)}
 
 
@@ -177,7 +178,7 @@ def independent_shared_attention(q, k, v, text, image, scale=1.0, shift=0.0, eps
 def test_style_aligned_formula_against_an_independent_computation(comfy, zimage, fold):
     """The method at layer.1 on q/k/v captured from the model: row 0 is plain attention, row 1 the
     formula written out with plain softmax (caption and its padding keep their own q/k/v)."""
-    dit_style, style, rows = (pack("attention.style_aligned_joint"), pack("attention.style_aligned"),
+    dit_style, style, rows = (pack("attention.style_aligned"), pack("attention.style_aligned"),
                               pack("attention.core.rows"))
     model, pos, neg = zimage
     recorder = QKVRecorder(keep=True)

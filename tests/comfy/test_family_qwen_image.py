@@ -70,14 +70,15 @@ def local_prompt(seed=7, tokens=5):
 # ---- the family ------------------------------------------------------------------------------------
 
 def test_the_model_is_qwen_image_with_double_blocks(comfy, qwen):
-    dispatcher, layers, models = pack("attention.core.dispatcher"), pack("attention.core.layers"), pack("attention.models")
+    dispatcher, layers, models = pack("attention.dispatch.dispatcher"), pack("attention.core.layers"), pack("attention.models")
     diffusion_model = qwen[0].get_model_object("diffusion_model")
     assert type(qwen[0].model.model_config).__name__ == "QwenImage"
     family = models.family_of(diffusion_model)
     assert family.name == "Qwen-Image" and family.joint and family.context_width(diffusion_model) == 32
     keys = dispatcher.layer_keys(diffusion_model)
     assert keys == (("double", 0), ("double", 1))
-    assert layers.LayerSelection(layers.parse_layer_spec("double.1", "AtelierStyleAligned")).resolve(list(keys)) \
+    selection = layers.parse_layer_spec("double.1", "AtelierStyleAligned", family.block_kinds)
+    assert layers.LayerSelection(selection).resolve(list(keys)) \
         == {("double", 1)}
 
 
@@ -134,7 +135,7 @@ def independent_shared_attention(q, k, v, text, image, scale=1.0, shift=0.0, eps
 def test_style_aligned_formula_against_an_independent_computation(comfy, qwen, fold):
     """The chain at one layer on q/k/v captured from the model, through the pack's override: row 0 is
     plain attention, row 1 the formula written out with plain softmax."""
-    dit_style, style, rows = (pack("attention.style_aligned_joint"), pack("attention.style_aligned"),
+    dit_style, style, rows = (pack("attention.style_aligned"), pack("attention.style_aligned"),
                               pack("attention.core.rows"))
     model, pos, neg = qwen
     recorder = QKVRecorder(keep=True)

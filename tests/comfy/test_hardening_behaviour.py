@@ -68,7 +68,7 @@ def clip_vision(comfy):
 def negative_of(comfy, adapter, vision_output, clip_vision=None):
     patched = comfy.node_class("AtelierImagePrompt").execute(
         comfy.sd15.model, adapter, vision_output, 1.0, "all", 0.0, 1.0, clip_vision=clip_vision).result[0]
-    return pack_module("attention.core.dispatcher").controls_of(patched)[-1].uncond_tokens
+    return pack_module("attention.dispatch.dispatcher").controls_of(patched)[-1].uncond_tokens
 
 
 def zero_pixel_hidden_states(clip_vision, monkeypatch):

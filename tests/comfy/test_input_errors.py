@@ -161,7 +161,7 @@ def test_a_layer_selection_the_model_lacks_is_refused_with_its_layer_names(comfy
     assert_names(caught.value, node_id, "layers")
     text = str(caught.value)
     assert "matches no attention layer of this model" in text
-    keys = pack_module("attention.core.dispatcher").layer_keys(comfy.sd15.model.get_model_object("diffusion_model"))
+    keys = pack_module("attention.dispatch.dispatcher").layer_keys(comfy.sd15.model.get_model_object("diffusion_model"))
     assert "one of this model's layers: " + ", ".join(".".join(map(str, k)) for k in keys) in text
 
 

@@ -143,7 +143,7 @@ def dit_prompt(comfy, model):
     on to: the patched model, the trajectory and the latents."""
     from tests.pack import pack_module
     mix = pack_module("attention.aesthetic_mix")
-    dispatcher = pack_module("attention.core.dispatcher")
+    dispatcher = pack_module("attention.dispatch.dispatcher")
     pos, neg = conditioning(model, seed=1), conditioning(model, seed=2)
     x0 = torch.randn(1, 16, SIZE // 8, SIZE // 8, generator=torch.Generator().manual_seed(5))
     _, trajectory, _ = comfy.node_class("AtelierInvert").execute(

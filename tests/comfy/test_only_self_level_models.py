@@ -36,7 +36,7 @@ def diffusers_order(model) -> list:
 @pytest.mark.parametrize("fraction", FRACTIONS)
 def test_unshared_layers_match_the_official_rule_on_the_tiny_sd15(comfy, fraction):
     model = comfy.sd15.model
-    dispatcher, layers = pack_module("attention.core.dispatcher"), pack_module("attention.core.layers")
+    dispatcher, layers = pack_module("attention.dispatch.dispatcher"), pack_module("attention.core.layers")
     execution = list(dispatcher.layer_keys(model.get_model_object("diffusion_model")))
     ordered = diffusers_order(model)
     assert sorted(ordered) == sorted(execution) and ordered != execution

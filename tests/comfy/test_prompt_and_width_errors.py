@@ -184,10 +184,10 @@ def test_the_model_call_says_which_side_differs_when_the_reference_is_the_odd_on
     """A reference row attached without the node's check (another pack reusing the wrapper): the first
     model call refuses it before torch.cat, naming the reference's width, not the sampler's."""
     import comfy.patcher_extension as ext
-    reference_module = pack_module("inversion.reference")
+    reference_module, keys = pack_module("inversion.reference"), pack_module("attention.core.keys")
     model = style_aligned(comfy, comfy.sd15.model, reference)
-    model.remove_wrappers_with_key(ext.WrappersMP.APPLY_MODEL, reference_module.REFERENCE_KEY)
-    model.add_wrapper_with_key(ext.WrappersMP.APPLY_MODEL, reference_module.REFERENCE_KEY,
+    model.remove_wrappers_with_key(ext.WrappersMP.APPLY_MODEL, keys.REFERENCE_KEY)
+    model.add_wrapper_with_key(ext.WrappersMP.APPLY_MODEL, keys.REFERENCE_KEY,
                                reference_module.ReferenceRows(with_conds_of_width(reference, 1024),
                                                               node="AtelierStyleAligned"))
     sd15 = comfy.sd15

@@ -67,9 +67,9 @@ def spied(model):
 
 def cache_of(model):
     from tests.pack import pack_module
-    reference = pack_module("inversion.reference")
+    keys = pack_module("attention.core.keys")
     import comfy.patcher_extension as ext
-    [rows] = model.get_wrappers(ext.WrappersMP.APPLY_MODEL, reference.REFERENCE_KEY)
+    [rows] = model.get_wrappers(ext.WrappersMP.APPLY_MODEL, keys.REFERENCE_KEY)
     return rows.cache
 
 

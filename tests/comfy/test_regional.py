@@ -18,8 +18,8 @@ BOX = (0.125, 0.25, 0.5, 0.4375)  # edges on 1/16 (16x16 grid), fractional at 8x
 def pack(comfy):
     comfy.load_nodes()
     return {name: pack_module(name) for name in
-            ("attention.regional", "attention.weight_curves", "attention.core.controls", "nodes.regional",
-             "attention.core.dispatcher", "nodes.style_aligned")}
+            ("attention.regional", "attention.weight_curves", "attention.core.calls", "attention.models", "nodes.regional",
+             "attention.dispatch.dispatcher", "nodes.style_aligned")}
 
 
 def region_node(pack, comfy, clip, text="a red house", box=BOX, weight=1.0, curve="constant", end=0.0,
@@ -70,18 +70,19 @@ def test_layer_output_matches_formula_on_captured_qkv(comfy, pack, ckpt, key):
     regions = region_node(pack, comfy, ck.clip, weight=0.8, box=BOX)
     (q, k, v, options), = capture_attn2(comfy, ck.model, positive, negative, key, steps=1)
     assert options["cond_or_uncond"] == [1, 0]
-    controls, regional = pack["attention.core.controls"], pack["attention.regional"]
+    calls, regional = pack["attention.core.calls"], pack["attention.regional"]
     diffusion_model = ck.model.model.diffusion_model
     sigma = float(options["sigmas"].max())
-    run = controls.RunInfo(ck.model.model.model_sampling, sigma, (), options.get("sample_sigmas"), diffusion_model)
-    call = controls.AttentionCall(extra_options=options, key=key, run=run)
+    family = pack["attention.models"].family_of(diffusion_model)
+    run = calls.RunInfo(ck.model.model.model_sampling, sigma, (), options.get("sample_sigmas"), diffusion_model, family)
+    call = calls.AttentionCall(extra_options=options, key=key, run=run)
     plain = lambda q_, k_, v_, call_, mask=None: manual_attention(q_, k_, v_, options["n_heads"]).to(q_.dtype)
     control = regional.RegionalControl(regions=regions)
     with torch.no_grad():
-        got = control.attend(q, k, v, call, plain).double()
+        got = control.attend(plain, q, k, v, call).double()
 
         # Independent: the layer's weights read directly, the box rasterised by brute force.
-        attn2 = regional.cross_attention_module(diffusion_model, key)
+        attn2 = family.attention_module(diffusion_model, key, "attn2")
         local = regions[0].cond.to(q.dtype)
         k_l, v_l = local @ attn2.to_k.weight.T.to(q.dtype), local @ attn2.to_v.weight.T.to(q.dtype)
         h, w = options["activations_shape"][-2:]
@@ -173,7 +174,7 @@ def test_composes_with_style_aligned_and_a_foreign_attn2_replace(comfy, pack):
     assert (both - reference).abs().max() > 1e-3
     inert = sample(regional_model(pack, styled, region_node(pack, comfy, ck.clip, weight=0.0)))
     assert torch.equal(inert, reference)
-    stacks = pack["attention.core.dispatcher"].controls_of(regional_model(pack, styled, region_node(pack, comfy, ck.clip)))
+    stacks = pack["attention.dispatch.dispatcher"].controls_of(regional_model(pack, styled, region_node(pack, comfy, ck.clip)))
     assert [type(c).__name__ for c in stacks] == ["SharedAttentionControl", "RegionalControl"]
 
 

@@ -90,7 +90,7 @@ def test_unpatched_model_is_vanilla_after_a_patched_run(comfy, sd15, vanilla):
 
 def test_layer_keys_of_sd15_and_sdxl(comfy):
     from tests.pack import pack_module
-    dispatcher = pack_module("attention.core.dispatcher")
+    dispatcher = pack_module("attention.dispatch.dispatcher")
     sd15_keys = dispatcher.layer_keys(comfy.sd15.model.get_model_object("diffusion_model"))
     # the tiny SD1.5 has 2 levels: input 1, 3 / middle / output 0..3 (a full SD1.5 has 16 keys)
     assert all(k[0] in ("input", "middle", "output") for k in sd15_keys)
@@ -116,7 +116,7 @@ def foreign_replace(log, scale):
 @pytest.mark.parametrize("foreign_first,shift", [(True, 0.0), (False, 0.0), (True, 0.7)])
 def test_foreign_replaces_keep_running(comfy, sd15, foreign_first, shift):
     from tests.pack import pack_module
-    dispatcher = pack_module("attention.core.dispatcher")
+    dispatcher = pack_module("attention.dispatch.dispatcher")
     model = sd15[0].model
     keys = dispatcher.layer_keys(model.get_model_object("diffusion_model"))
     attn1_log, attn2_log = [], []

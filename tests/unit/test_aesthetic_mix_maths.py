@@ -9,7 +9,8 @@ import torch
 from tests.pack import pack_module
 
 am = pack_module("attention.aesthetic_mix")
-controls = pack_module("attention.core.controls")
+calls = pack_module("attention.core.calls")
+unet_family = pack_module("attention.models.unet").FAMILY
 rows = pack_module("attention.core.rows")
 
 HEADS, DIM, CTX = 2, 4, 6
@@ -34,7 +35,7 @@ def sdpa(q, k, v, call, mask=None):
 def run_control(control, q, k, v, call, attention):
     """What the dispatcher does with one control: prepare on the whole batch, then attend."""
     q, k, v = control.prepare(q, k, v, call)
-    return control.attend(q, k, v, call, attention)
+    return control.attend(attention, q, k, v, call)
 
 
 def tiny_unet():
@@ -48,8 +49,8 @@ def tiny_unet():
 
 
 def make_call(unet, cond_or_uncond):
-    run = controls.RunInfo(model_sampling=None, sigma=1.0, layer_keys=(KEY,), diffusion_model=unet)
-    return controls.AttentionCall({"n_heads": HEADS, "cond_or_uncond": cond_or_uncond}, KEY, run)
+    run = calls.RunInfo(model_sampling=None, sigma=1.0, layer_keys=(KEY,), diffusion_model=unet, family=unet_family)
+    return calls.AttentionCall({"n_heads": HEADS, "cond_or_uncond": cond_or_uncond}, KEY, run)
 
 
 @pytest.mark.parametrize("cond_or_uncond", [[1, 0], [0], [1], [1, 0, 0], [0, 1]])
@@ -152,11 +153,11 @@ def test_a_trained_value_branch_plugs_into_the_same_slot():
         assert torch.equal(run_control(control, q, k, v, call, sdpa), sdpa(q, k, v, call))
 
 
-def test_attention_module_finds_sd_layers():
+def test_the_unet_family_finds_a_layers_attention_module():
     unet, attn2 = tiny_unet()
-    assert am.attention_module(unet, KEY) is attn2
+    assert unet_family.attention_module(unet, KEY, "attn2") is attn2
     with pytest.raises(LookupError):
-        am.attention_module(unet, ("input", 0, 0))
+        unet_family.attention_module(unet, ("input", 0, 0), "attn2")
 
 
 # ---- relative_to_empty_prompt: e = E(aesthetic) - E("") for any two token counts ---------------------

@@ -7,8 +7,8 @@ from tests.pack import pack_module
 
 art_bn = pack_module("attention.art_bn")
 rows = pack_module("attention.core.rows")
-controls = pack_module("attention.core.controls")
-dispatcher = pack_module("attention.core.dispatcher")
+calls = pack_module("attention.core.calls")
+keys = pack_module("attention.core.keys")
 group_norm = pack_module("attention.group_norm")
 
 
@@ -59,7 +59,7 @@ def test_fp16_features_keep_their_dtype():
 def test_attention_control_aligns_queries_and_keys_only():
     torch.manual_seed(2)
     q, k, v = (torch.randn(6, 20, 8, dtype=torch.float64) for _ in range(3))
-    call = controls.AttentionCall(extra_options={"n_heads": 2, "cond_or_uncond": [1, 0],
+    call = calls.AttentionCall(extra_options={"n_heads": 2, "cond_or_uncond": [1, 0],
                                                  "activations_shape": [6, 8, 4, 5]}, key=("input", 1, 0), run=None)
     q2, k2, v2 = art_bn.ArtBNAttentionControl(strength=1.0).prepare(q, k, v, call)
     layout = rows.chunk_layout(6, [1, 0])
@@ -77,18 +77,18 @@ def test_attention_control_runs_in_the_prepare_phase_so_order_does_not_matter():
         seen.update(q=q_)
         return q_
     q = torch.randn(4, 5, 8)
-    art_bn.ArtBNAttentionControl(strength=1.0).attend(q, q, q, None, rest)
+    art_bn.ArtBNAttentionControl(strength=1.0).attend(rest, q, q, q, None)
     assert seen["q"] is q
 
 
 def run_shared_norm(norm, x, stack, cond_or_uncond):
-    run = controls.RunInfo(model_sampling=None, sigma=1.0, layer_keys=())
-    options = {dispatcher.RUN_KEY: run, dispatcher.PACK_KEY: stack, "cond_or_uncond": cond_or_uncond}
-    token = dispatcher.CURRENT_OPTIONS.set(options)
+    run = calls.RunInfo(model_sampling=None, sigma=1.0, layer_keys=())
+    options = {keys.RUN_KEY: run, keys.PACK_KEY: stack, "cond_or_uncond": cond_or_uncond}
+    token = keys.CURRENT_OPTIONS.set(options)
     try:
         return group_norm.sharing_copy(norm)(x)
     finally:
-        dispatcher.CURRENT_OPTIONS.reset(token)
+        keys.CURRENT_OPTIONS.reset(token)
 
 
 def test_group_norm_output_of_generated_rows_has_the_reference_channel_statistics():

@@ -9,7 +9,7 @@ import torch
 
 from tests.pack import pack_module
 
-dit_style = pack_module("attention.style_aligned_joint")
+dit_style = pack_module("attention.style_aligned")
 sa = pack_module("attention.style_aligned")
 rows = pack_module("attention.core.rows")
 

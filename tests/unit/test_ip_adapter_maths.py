@@ -8,9 +8,9 @@ import torch
 from tests.pack import pack_module
 
 ipa = pack_module("attention.ip_adapter")
-controls = pack_module("attention.core.controls")
+calls = pack_module("attention.core.calls")
 rows = pack_module("attention.core.rows")
-reference = pack_module("inversion.reference")
+keys = pack_module("attention.core.keys")
 
 HEADS, DIM, CONTEXT, TOKENS = 2, 8, 12, 3
 
@@ -40,7 +40,7 @@ class FakeAdapter:
 
 def make_call(cond_or_uncond, key=("input", 1, 0), **extra):
     options = {"n_heads": HEADS, "cond_or_uncond": cond_or_uncond, **extra}
-    return controls.AttentionCall(extra_options=options, key=key, run=None)
+    return calls.AttentionCall(extra_options=options, key=key, run=None)
 
 
 @pytest.fixture(autouse=True)
@@ -49,7 +49,7 @@ def plain_image_attention(monkeypatch):
 
 
 def run_control(control, q, k, v, call):
-    return control.attend(q, k, v, call, lambda q_, k_, v_, c_, m_=None: sdpa(q_, k_, v_, mask=m_))
+    return control.attend(lambda q_, k_, v_, c_, m_=None: sdpa(q_, k_, v_, mask=m_), q, k, v, call)
 
 
 def image_tokens_of_row(cond, uncond, kind, row, rows):
@@ -113,7 +113,7 @@ def test_reference_rows_inserted_by_reference_mode_get_no_image_branch():
     adapter = FakeAdapter()
     control = ipa.ImagePromptControl(adapter=adapter, cond_tokens=cond, uncond_tokens=uncond,
                                      layer_index={("input", 1, 0): 0}, weight=1.0)
-    call = make_call([1, 0], **{reference.REFERENCE_INSERTED_KEY: True})
+    call = make_call([1, 0], **{keys.REFERENCE_INSERTED_KEY: True})
     got = run_control(control, q, k, v, call)
     for c, kind in enumerate([1, 0]):
         ref = c * B

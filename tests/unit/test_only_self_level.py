@@ -13,6 +13,7 @@ from tests.pack import pack_module
 
 layers = pack_module("attention.core.layers")
 errors = pack_module("attention.core.errors")
+UNET_BLOCKS = ("input", "middle", "output")
 
 FRACTIONS = [round(0.05 * i, 2) for i in range(1, 20)] + [0.98, 0.99]  # 21 fractions in 0.05..0.99
 
@@ -118,7 +119,7 @@ def test_counting_order_matters_execution_order_would_differ():
 @pytest.mark.parametrize("bad", ["input.\u00b2", "output.\u0663", "input.12345"])
 def test_unicode_digits_and_huge_indices_are_a_clear_error(bad):
     with pytest.raises(errors.AtelierError, match="Node: input 'layers': '.*' is not a layer selection"):
-        layers.parse_layer_spec(bad, "Node")
+        layers.parse_layer_spec(bad, "Node", UNET_BLOCKS)
 
 
 def test_unmatched_prefixes_and_layer_names():

@@ -6,6 +6,7 @@ import torch
 from tests.pack import pack_module
 
 reference = pack_module("inversion.reference")
+rows = pack_module("attention.core.rows")
 trajectory_module = pack_module("inversion.trajectory")
 errors = pack_module("attention.core.errors")
 
@@ -13,12 +14,12 @@ errors = pack_module("attention.core.errors")
 def test_insert_then_strip_gives_back_the_rows():
     x = torch.arange(12.0).reshape(6, 2)  # 3 chunks of 2 rows
     ref = torch.tensor([[-1.0, -1.0], [-2.0, -2.0], [-3.0, -3.0]])
-    joined = reference.insert_rows(x, 3, ref)
+    joined = rows.insert_rows(x, 3, ref)
     assert joined.shape == (9, 2)
     for c in range(3):
         assert torch.equal(joined[c * 3], ref[c])
         assert torch.equal(joined[c * 3 + 1: c * 3 + 3], x[c * 2: c * 2 + 2])
-    assert torch.equal(reference.strip_rows(joined, 3), x)
+    assert torch.equal(rows.strip_rows(joined, 3), x)
 
 
 def test_context_lengths_are_matched_by_repeating_whole_sequences():

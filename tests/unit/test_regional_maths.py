@@ -97,6 +97,32 @@ def test_box_coverage_is_the_covered_area_of_each_cell():
                                    rtol=0, atol=1e-3)
 
 
+def exact_area_mean(mask: torch.Tensor, h: int, w: int) -> torch.Tensor:
+    """The mean of ``mask`` over each of (h, w) equal cells, brute force: every pixel cut into
+    lcm / size sub-pixels, so each cell holds whole sub-pixels, then averaged (float64)."""
+    big_h, big_w = math.lcm(mask.shape[0], h), math.lcm(mask.shape[1], w)
+    fine = mask.double().repeat_interleave(big_h // mask.shape[0], 0).repeat_interleave(big_w // mask.shape[1], 1)
+    return fine.reshape(h, big_h // h, w, big_w // w).mean(dim=(1, 3))
+
+
+@pytest.mark.parametrize("mask_size, grid", [((30, 50), (8, 8)), ((64, 48), (7, 5)), ((5, 3), (8, 8)),
+                                             ((100, 100), (64, 64)), ((64, 64), (8, 8))])
+def test_a_mask_of_any_size_is_averaged_exactly_over_each_cell(mask_size, grid):
+    """Issue 27: area interpolation is adaptive pooling, which gives a 30x50 mask on an 8x8 layer cell
+    weights up to 0.10 off the true area mean; the mean must be exact for any two sizes."""
+    mask = (torch.rand(*mask_size, generator=torch.Generator().manual_seed(sum(mask_size))) > 0.5).float()
+    got, want = regional.resize_mask(mask, *grid).double(), exact_area_mean(mask, *grid)
+    # float32 result of a float64 mean of values in [0, 1]: a few float32 ulps of 1
+    torch.testing.assert_close(got, want, rtol=0, atol=4 * torch.finfo(torch.float32).eps)
+
+
+def test_adaptive_pooling_was_off_by_up_to_a_tenth_where_cells_cut_pixels():
+    """The case the issue measured (the test above fails on the old resize)."""
+    mask = (torch.rand(30, 50, generator=torch.Generator().manual_seed(80)) > 0.5).float()
+    pooled = torch.nn.functional.interpolate(mask[None, None], size=(8, 8), mode="area")[0, 0].double()
+    assert (pooled - exact_area_mean(mask, 8, 8)).abs().max() > 0.02
+
+
 def test_mask_is_area_averaged_to_the_layer():
     mask = torch.zeros(64, 64)
     mask[:32, 16:48] = 1.0
@@ -185,8 +211,8 @@ class LinearTimestepSampling:
 
 
 def run_info(sigma, sample_sigmas):
-    controls = pack_module("attention.core.controls")
-    return controls.RunInfo(model_sampling=LinearTimestepSampling(), sigma=sigma, layer_keys=(),
+    calls = pack_module("attention.core.calls")
+    return calls.RunInfo(model_sampling=LinearTimestepSampling(), sigma=sigma, layer_keys=(),
                             sample_sigmas=None if sample_sigmas is None else torch.tensor(sample_sigmas))
 
 

@@ -6,6 +6,7 @@ from tests.pack import pack_module
 rows = pack_module("attention.core.rows")
 layers = pack_module("attention.core.layers")
 errors = pack_module("attention.core.errors")
+UNET_BLOCKS = ("input", "middle", "output")
 
 
 @pytest.mark.parametrize("cond_or_uncond,batch,expect_rows,expect_refs", [
@@ -38,14 +39,14 @@ SD15_KEYS = [("input", 1, 0), ("input", 2, 0), ("input", 4, 0), ("input", 5, 0),
 @pytest.mark.parametrize("spec,count", [("all", 16), ("input", 6), ("middle", 1), ("output", 9),
                                         ("input.4", 1), ("input, middle", 7), ("output.3.0", 1), ("", 16)])
 def test_layer_specs(spec, count):
-    selection = layers.LayerSelection(layers.parse_layer_spec(spec, "Node"))
+    selection = layers.LayerSelection(layers.parse_layer_spec(spec, "Node", UNET_BLOCKS))
     assert len(selection.resolve(SD15_KEYS)) == count
 
 
 @pytest.mark.parametrize("bad", ["inputs", "input.x", "output.1.2.3", "up"])
 def test_bad_layer_spec_names_node_and_input(bad):
     with pytest.raises(errors.AtelierError, match="Node: input 'layers'"):
-        layers.parse_layer_spec(bad, "Node")
+        layers.parse_layer_spec(bad, "Node", UNET_BLOCKS)
 
 
 @pytest.mark.parametrize("fraction,kept", [(0.0, 16), (1.0, 0), (0.25, 12), (0.5, 8), (0.75, 4)])

@@ -8,7 +8,13 @@ from __future__ import annotations
 
 import logging
 
-from .errors import AtelierError
+from ..core.errors import AtelierError
+from ..core.keys import PACK_KEY, REFERENCE_KEY
+
+try:  # guarded: the maths in this package imports without ComfyUI
+    import comfy.patcher_extension as patcher_extension
+except ImportError:  # pragma: no cover - exercised only outside ComfyUI
+    patcher_extension = None
 
 log = logging.getLogger("attention_atelier")
 
@@ -29,12 +35,7 @@ def check_prompt_counts(conds: dict, latent_rows: int):
 
 def nodes_needing_a_reference_row(controls) -> list[str]:
     """The nodes whose controls align rows 1..B-1 with row 0 (nothing to do in a batch of one)."""
-    from ..art_bn import ArtBNAttentionControl, ArtBNNormControl
-    from ..group_norm import GroupNormShareControl
-    from ..style_aligned import SharedAttentionControl
-    owners = {SharedAttentionControl: "AtelierStyleAligned", GroupNormShareControl: "AtelierStyleAligned",
-              ArtBNAttentionControl: "AtelierArtBN", ArtBNNormControl: "AtelierArtBN"}
-    return sorted({owners[type(c)] for c in controls if type(c) in owners})
+    return sorted({c.reference_node for c in controls if c.reference_node})
 
 
 def warn_if_nothing_to_align(model_patcher, latent_rows: int):
@@ -42,12 +43,10 @@ def warn_if_nothing_to_align(model_patcher, latent_rows: int):
     once per sampling run."""
     if latent_rows != 1 or model_patcher is None:
         return
-    from .reference_keys import REFERENCE_KEY
-    from .dispatcher import controls_of
-    import comfy.patcher_extension as patcher_extension
     if model_patcher.get_wrappers(patcher_extension.WrappersMP.OUTER_SAMPLE, REFERENCE_KEY):
         return
-    names = nodes_needing_a_reference_row(controls_of(model_patcher))
+    controls = model_patcher.model_options.get("transformer_options", {}).get(PACK_KEY, ())
+    names = nodes_needing_a_reference_row(controls)
     if names:
         log.warning("%s: the latent batch has one image and no reference image is wired, so there is no "
                     "row 0 to align with and the output is the unpatched model's. Generate 2 or more "

@@ -12,101 +12,28 @@ ends the chain at the base attention: an override another pack had installed (it
 the attention function itself. Calls at layers no control selects go straight to the base, so
 neutral settings reproduce vanilla output bit for bit.
 
-A control acts on a DiT through the functions registered for its class (:func:`register`):
-``prepare(control, q, k, v, call) -> (q, k, v)`` and ``attend(control, next_attention, q, k, v, call,
-mask=None)``. Classes without one are refused by name when a node attaches them
-(:func:`unsupported_controls`, :func:`describe`).
+A control acts on a DiT through its own ``dit_prepare`` / ``dit_attend`` / ``dit_streams`` hooks
+(``attention/core/controls.py``); a control without a joint-attention path is refused by name when a node
+attaches it (``dispatcher.require_supported``).
 """
 from __future__ import annotations
 
 import dataclasses
 import functools
 import logging
-from dataclasses import dataclass, field
 
 import torch
 
-from .controls import AttentionCall
-from .tokens import TokenLayout
+from ..core.calls import DiTAttentionCall
+from ..core.chain import chain
+from ..core.keys import OVERRIDE_KEY
+from ..core.tokens import TokenLayout
 
 log = logging.getLogger("attention_atelier")
 
-OVERRIDE_KEY = "optimized_attention_override"
 # ComfyUI's attention functions: (q, k, v, heads, mask=None, attn_precision=None, skip_reshape=False,
 # skip_output_reshape=False, **kwargs)
 POSITIONAL = ("mask", "attn_precision", "skip_reshape", "skip_output_reshape")
-# (control class) -> attend(control, q, k, v, call, next_attention, mask=None); filled by the DiT modules
-DIT_ATTEND: dict = {}
-DIT_PREPARE: dict = {}
-DIT_STREAMS: dict = {}  # (control class) -> streams(control, run) -> [(owner id, context (1, T, D)), ...]
-# classes whose attend wraps the whole chain (it needs the whole batch, unsplit, unmasked): in a DiT
-# every control of a layer shares one attention call, unlike a UNet's attn1 / attn2
-OUTERMOST: set = set()
-
-
-def register(control_class, attend=None, prepare=None, streams=None, outermost=False):
-    if attend is not None:
-        DIT_ATTEND[control_class] = attend
-    if prepare is not None:
-        DIT_PREPARE[control_class] = prepare
-    if streams is not None:
-        DIT_STREAMS[control_class] = streams
-    if outermost:
-        OUTERMOST.add(control_class)
-
-
-# what a refusal calls a control that has no DiT implementation (by class name)
-FEATURES = {
-    "GroupNormShareControl": "share_group_norm (a DiT has no GroupNorm)",
-    "ArtBNAttentionControl": "ArtBN statistics alignment",
-    "ArtBNNormControl": "ArtBN statistics alignment",
-    "ImagePromptControl": "image prompts (IP-Adapter)",
-    "RegionalControl": "regional attention",
-    "AestheticMixControl": "aesthetic value mixing",
-}
-
-
-def _load_implementations():
-    from .. import aesthetic_mix_joint, regional_joint, style_aligned_joint  # noqa: F401  (register their controls)
-
-
-def describe(control) -> str:
-    name = type(control).__name__
-    return FEATURES.get(name, name)
-
-
-def unsupported_controls(controls) -> list:
-    """The controls among ``controls`` that have no DiT implementation."""
-    _load_implementations()
-    return [c for c in controls if type(c) not in DIT_ATTEND and type(c) not in DIT_PREPARE]
-
-
-@dataclass
-class DiTAttentionCall(AttentionCall):
-    """An attention call of a DiT: q, k, v are (batch, heads, tokens, dim) (Flux) with ``tokens``
-    laid out as :class:`TokenLayout` says (the prompt's tokens and the image's, no streams); the
-    output is (batch, tokens, heads * dim). ``streams`` maps a stream's owner (id of a region or
-    control) to that stream's (q, k, v) at this layer, whole batch."""
-
-    tokens: TokenLayout = None
-    n_heads: int = 1
-    streams: dict = field(default_factory=dict)
-    batch: int = 0
-    plain: object = None  # plain(q, k, v, mask=None): the model's attention function, no override
-    # the chain's last link when that is the model's own attention (no other pack's override below):
-    # a control whose next_attention is this one gets plain attention's output from it
-    plain_chain_end: object = None
-
-    @property
-    def heads(self) -> int:
-        return self.n_heads
-
-    @property
-    def activations_shape(self):
-        return [1, 1, *self.tokens.grid]
-
-    def plain_attention(self, q, k, v, mask=None):
-        return self.plain(q, k, v, mask)
 
 
 class DiTOverride:
@@ -155,7 +82,7 @@ class DiTOverride:
         call = DiTAttentionCall(extra_options=options, key=key, run=self.run, tokens=layout.main, n_heads=heads,
                                 streams=dict(zip(layout.stream_keys, zip(q_streams, k_streams, v_streams))),
                                 batch=q.shape[0], plain=functools.partial(call_with, func),
-                                plain_chain_end=base_attention if self.base is None else None)
+                                plain_end=base_attention if self.base is None else None)
         model_mask = kwargs.get("mask")
         # declared extra tokens (an edit model's reference latents) leave the chain: their queries get
         # the base attention on the model's own q/k/v, whatever the controls do to the others
@@ -164,16 +91,10 @@ class DiTOverride:
             plain_kv = (k_main, v_main)
             q_main, q_extra = q_main[..., :-extra, :], q_main[..., -extra:, :]
         for control in controls:
-            prepare = DIT_PREPARE.get(type(control))
-            if prepare is not None:
-                q_main, k_main, v_main = prepare(control, q_main, k_main, v_main, call)
-        attention = base_attention
-        chain = [c for c in controls if type(c) in OUTERMOST] + [c for c in controls if type(c) not in OUTERMOST]
-        for control in reversed(chain):
-            attend = DIT_ATTEND.get(type(control))
-            if attend is not None:
-                attention = functools.partial(attend, control, attention)
-        out = attention(q_main, k_main, v_main, call, mask=model_mask)
+            q_main, k_main, v_main = control.dit_prepare(q_main, k_main, v_main, call)
+        attending = [c for c in controls if c.implements("dit_attend")]
+        ordered = [c for c in attending if c.outermost] + [c for c in attending if not c.outermost]
+        out = chain([c.dit_attend for c in ordered], base_attention)(q_main, k_main, v_main, call, mask=model_mask)
         if extra:
             out = torch.cat([out, base_attention(q_extra, *plain_kv, call, mask=model_mask)], dim=1)
         if not layout.streams:
@@ -209,7 +130,6 @@ def install_override(transformer_options: dict, family, table: dict, run, tokens
     wrapping the override already there (if any)."""
     if not table and not tokens.streams:
         return
-    _load_implementations()
     base = transformer_options.get(OVERRIDE_KEY)
     transformer_options[OVERRIDE_KEY] = DiTOverride(family, table, base, run, tokens)
     family.mark_blocks(transformer_options, run.diffusion_model)
@@ -221,12 +141,7 @@ def with_streams(controls, run, family, x, context, model_kwargs: dict, transfor
     A stream is an extra prompt (1, T, D) carried through the model's text stream after the
     sampler's prompt, the same for every row. None are added where the model masks attention
     (``attention_mask``): the mask would not cover them."""
-    _load_implementations()
-    streams = []
-    for control in controls:
-        make = DIT_STREAMS.get(type(control))
-        if make is not None:
-            streams.extend(make(control, run))
+    streams = [stream for control in controls for stream in control.dit_streams(run)]
     if not streams or model_kwargs.get("attention_mask") is not None or context is None:
         if streams:
             _warn_once("masked", "this model call has an attention mask: regional/aesthetic prompts are "
