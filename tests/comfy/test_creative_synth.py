@@ -222,8 +222,8 @@ def test_reference_mode_row_is_marked_and_gets_no_image_branch(comfy, vision, ba
     seen = []
     original = ipa.ImagePromptControl.attend
 
-    def recording(self, q, k, v, call, next_attention, mask=None):
-        out = original(self, q, k, v, call, next_attention, mask)
+    def recording(self, next_attention, q, k, v, call, mask=None):
+        out = original(self, next_attention, q, k, v, call, mask)
         layout = call.layout(q.shape[0])
         text = next_attention(q, k, v, call, mask)
         seen.append((ipa.inserted_reference(call), layout.rows,
