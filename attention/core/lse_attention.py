@@ -171,5 +171,7 @@ def merge_attention(parts):
     weights = torch.exp(lses - peak)
     total = weights.sum(dim=0)
     shares = weights / total.masked_fill(total == 0, 1.0)
-    out = sum(share[..., None] * part.to(acc) for share, part in zip(shares, outs))
+    out = torch.zeros(outs[0].shape, dtype=acc, device=outs[0].device)
+    for share, part in zip(shares, outs):
+        out.addcmul_(part, share[..., None])  # out += share_i * out_i, in acc
     return out.to(out_dtype), peak + torch.log(total)
