@@ -10,9 +10,9 @@ Image queries Q (B, H, Ti, D), image keys/values I (Ti tokens) and R + 1 text ke
 Both keep their R + 1 outputs. Printed per shape: exact FLOPs and aten operator calls
 (scripts.bench_counts.Costs: matrix products and attention; the merge's elementwise work is shown apart,
 analytically), peak extra memory of one run (exact high-water mark on Linux, the CUDA allocator's on a GPU),
-the median time of interleaved rounds (left out when other processes load the cores: see
-bench_common.too_loaded), and concatenated / merged ratios. Nothing is asserted. Ti = 4096 tokens is a 1024 px image for
-patch-2 Flux (512 px is 1024 tokens).
+the median time of interleaved rounds (left out when other processes load the cores, see
+bench_common.too_loaded, unless --time-under-load), and concatenated / merged ratios. Nothing is asserted.
+Ti = 4096 tokens is a 1024 px image for patch-2 Flux (512 px is 1024 tokens): both are run by default.
 
     .venv/bin/python scripts/bench_lse_attention.py                    # CPU, 1 thread, float32
     .venv/bin/python scripts/bench_lse_attention.py --device cuda --dtype bfloat16
@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import statistics
 import sys
 import time
 
@@ -28,7 +29,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import torch  # noqa: E402
 
-from scripts.bench_common import PeakRSS, machine_line, timed_rounds  # noqa: E402
+from scripts.bench_common import PeakRSS, machine_line, too_loaded  # noqa: E402
 from scripts.bench_counts import Costs  # noqa: E402
 from tests.pack import pack_module  # noqa: E402
 
@@ -68,6 +69,20 @@ def run_once(method, inputs, device):
     return seconds, extra
 
 
+def median_times(methods, inputs, args):
+    """{name: median seconds} over interleaved rounds (each round runs every method once, so slow drifts
+    of the machine hit all alike); None when other processes load the cores, unless --time-under-load."""
+    refused = too_loaded(args.device)
+    if refused and not args.time_under_load:
+        print(refused)
+        return None
+    times = {name: [] for name in methods}
+    for _ in range(args.rounds):
+        for name, method in methods.items():
+            times[name].append(run_once(method, inputs, args.device)[0])
+    return {name: statistics.median(t) for name, t in times.items()}
+
+
 def make_inputs(batch, heads, head_dim, image_tokens, text_tokens, regions, dtype, device):
     g = torch.Generator(device=device).manual_seed(0)
     make = lambda t: torch.randn(batch, heads, t, head_dim, generator=g, device=device).to(dtype)  # noqa: E731
@@ -84,19 +99,18 @@ def bench(args, batch, heads, head_dim, image_tokens, regions):
             method(*inputs)
     memory = {name: run_once(method, inputs, args.device)[1] for name, method in methods.items()}  # load-proof
     merge_flops = (regions + 1) * 4 * batch * heads * image_tokens * head_dim  # per merge: 2 parts x (mul + add)
-    timings = timed_rounds(methods, lambda name, method: run_once(method, inputs, args.device), args.rounds,
-                           baseline="merged", device=args.device)
+    timings = median_times(methods, inputs, args)
     line = f"  B={batch} H={heads} D={head_dim:<3d} Ti={image_tokens:<5d} R={regions}:"
     for name in methods:
         line += f"  {name} {costs[name].flops / 1e9:7.2f} GFLOP {costs[name].calls:4d} ops" \
                 f" {memory[name] / 2**20:7.1f} MiB"
         if timings:
-            line += f" {timings[name][0] * 1e3:8.1f} ms"
+            line += f" {timings[name] * 1e3:8.1f} ms"
         line += " |"
     line += f"  concat/merged: FLOPs x{costs['concatenated'].flops / costs['merged'].flops:.2f}" \
             f", memory x{memory['concatenated'] / max(memory['merged'], 1):.2f}"
     if timings:
-        line += f", time x{timings['concatenated'][2]:.2f}"
+        line += f", time x{timings['concatenated'] / timings['merged']:.2f}"
     print(line + f"  (merges' elementwise work {merge_flops / 1e9:.3f} GFLOP, not in the counts)", flush=True)
 
 
@@ -117,12 +131,17 @@ def main():
     p.add_argument("--text", type=int, default=8, help="tokens per text set")
     p.add_argument("--regions", type=int, nargs="+", default=[1, 4, 8])
     p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--time-under-load", action="store_true",
+                   help="time even when other processes load the cores (the figures then say so: noisy)")
     args = p.parse_args()
     args.dtype = getattr(torch, args.dtype)
     torch.set_num_threads(args.threads)
     print(f"regional attention: R + 1 attentions over [C ; I] vs one image part + R + 1 merged text parts; "
           f"{args.dtype} on {args.device}, {args.text} text tokens, median of {args.rounds} interleaved rounds")
     print(machine_line(args.device) + f", {cpu_model()}")
+    if args.time_under_load:
+        print("  --time-under-load: timed whatever the load (see the load averages): trust a row's time ratio "
+              "(both ways interleaved) more than its absolute times")
     with torch.inference_mode():
         for image_tokens in args.tokens:
             for batch, heads, head_dim in SHAPES:
