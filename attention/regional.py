@@ -39,10 +39,11 @@ import torch.nn.functional as F
 
 from .core.chain import default_attention
 from .core.controls import AttentionControl
+from .core.lse_attention import attention_with_lse, merge_attention
 from .core.errors import AtelierError
 from .core.layers import LayerSelection
 from .core.schedule import Window
-from .weight_curves import WeightCurve, step_progress
+from .weight_curves import WeightCurve, step_position
 
 REGION_NODE = "AtelierRegion"
 
@@ -237,30 +238,59 @@ def regional_blend(chain_out, q, k, v, rows, regions_and_weights, grid, local_kv
     return chain_out.index_add(0, torch.as_tensor(rows, device=q.device), delta)
 
 
-def dit_regional_blend(chain_out, q, k, v, rows, regions_and_weights, image: slice, grid, stream_kv, attention,
-                       full=None):
-    """O = chain_out + sum_i M_i c_i (A(Q, [L_i ; I]) - A(Q, [D ; I])) on the image queries of ``rows``.
+def heads_first(x: torch.Tensor, heads: int) -> torch.Tensor:
+    """(B, T, heads * d) -> (B, heads, T, d) (a view); (B, heads, T, d) as it is."""
+    return x if x.ndim == 4 else x.unflatten(-1, (heads, -1)).transpose(1, 2)
 
-    q, k, v: (batch, ..., tokens, dim) in the main layout [D | image | extra]; ``stream_kv(region)``
-    -> (K_L, V_L) of the region's stream for the whole batch; ``attention(q, k, v)`` is plain
-    attention returning (batch, tokens, C); ``full`` is A(Q, [D ; I]) of those rows' image queries where
-    the caller has it already. Dense over tokens, so a token outside every region gets chain_out + 0,
-    which is chain_out bit for bit.
-    """
-    q_c = cond_rows(q, rows)[..., image, :]
-    k_c, v_c = cond_rows(k, rows), cond_rows(v, rows)
-    k_img, v_img = k_c[..., image.start:, :], v_c[..., image.start:, :]
-    if full is None:
-        full = attention(q_c, k_c, v_c)
+
+def tokens_last(x: torch.Tensor) -> torch.Tensor:
+    """(B, heads, T, d) -> (B, T, heads * d), the layout attention outputs come in."""
+    return x.transpose(1, 2).flatten(2)
+
+
+def dit_regional_attention(q, k, v, text: int, image: slice, regions, grid, stream_keys):
+    """The cond rows' joint attention with the regions blended in, from one image-key attention.
+
+    q (n, H, T, d) the cond rows' queries [D | image], k, v (n, H, T', d) their keys [D | image | extra];
+    ``regions`` [(region, c_i)], ``stream_keys(region)`` -> (K_L, V_L) (n, H, T_L, d). With I = the keys
+    from ``text`` on (image and extra tokens) and Z the image queries:
+
+        A(Q, [D ; I]) = merge(A(Q, D), A(Q, I))          every query: the model's own attention
+        O_Z = A(Z, [D ; I]) + sum_i M_i c_i (merge(A(Z, L_i), A(Z, I)) - A(Z, [D ; I]))
+
+    A(Q, I) with its log-sum-exp is computed once and shared by every term; each region adds only the
+    attention of Z over its few text keys. Returns (n, T, H * d); an image query outside every region
+    gets A(Q, [D ; I]) + 0, its value bit for bit."""
+    keys_d, values_d = k[..., :text, :], v[..., :text, :]
+    keys_i, values_i = k[..., text:, :], v[..., text:, :]
+    own_d, lse_d = attention_with_lse(q, keys_d, values_d)
+    own_i, lse_i = attention_with_lse(q, keys_i, values_i)
+    full, _ = merge_attention([(own_d, lse_d), (own_i, lse_i)])
+    z_i, z_lse_i = own_i[..., image, :], lse_i[..., image]
+    z_full = full[..., image, :]
+    delta = torch.zeros_like(z_full)
+    for region, weight in regions:
+        keys_l, values_l = stream_keys(region)
+        local, _ = merge_attention([attention_with_lse(q[..., image, :], keys_l, values_l), (z_i, z_lse_i)])
+        m = region.grid(*grid, device=q.device, dtype=delta.dtype) * weight
+        delta += m[:, None] * (local - z_full)  # (tokens, 1) over (n, H, tokens, d)
+    return tokens_last(torch.cat([full[..., :image.start, :], z_full + delta, full[..., image.stop:, :]], dim=-2))
+
+
+def dit_regional_delta(q, k, v, text: int, image: slice, regions, grid, stream_keys):
+    """sum_i M_i c_i (A(Z, [L_i ; I]) - A(Z, [D ; I])) on the image queries Z of the cond rows (layouts as
+    :func:`dit_regional_attention`), for a first term that comes from the chain below (another pack's
+    override or another control): A(Z, I) once, each region's few text keys merged in. (n, tokens, H * d)."""
+    z = q[..., image, :]
+    part_d = attention_with_lse(z, k[..., :text, :], v[..., :text, :])
+    part_i = attention_with_lse(z, k[..., text:, :], v[..., text:, :])
+    full, _ = merge_attention([part_d, part_i])
     delta = torch.zeros_like(full)
-    for region, weight in regions_and_weights:
-        m = region.grid(*grid, device=q.device, dtype=full.dtype) * weight
-        k_l, v_l = (cond_rows(t, rows) for t in stream_kv(region))
-        local = attention(q_c, torch.cat([k_l, k_img], dim=-2), torch.cat([v_l, v_img], dim=-2))
-        delta += m[None, :, None] * (local - full)
-    out_image = chain_out[:, image].index_add(0, torch.as_tensor(rows, device=q.device), delta)
-    return torch.cat([chain_out[:, :image.start], out_image, chain_out[:, image.stop:]], dim=1)
-
+    for region, weight in regions:
+        local, _ = merge_attention([attention_with_lse(z, *stream_keys(region)), part_i])
+        m = region.grid(*grid, device=q.device, dtype=delta.dtype) * weight
+        delta += m[:, None] * (local - full)
+    return tokens_last(delta)
 
 
 @dataclass(frozen=True)
@@ -278,9 +308,8 @@ class RegionalControl(AttentionControl):
         chain_out = next_attention(q, k, v, call, mask)
         if mask is not None:  # an outer control changed the scores; regional mixing would not match
             return chain_out
-        p = step_progress(call.run)
-        active = [(r, r.curve.at(p)) for r in self.regions]
-        active = [(r, c) for r, c in active if c != 0.0]
+        position = step_position(call.run)
+        active = [(r, c) for r in self.regions if (c := position.weight(r.curve)) != 0.0]
         rows = call.layout(q.shape[0]).rows_of(0)
         if not active or not rows:
             return chain_out
@@ -294,10 +323,10 @@ class RegionalControl(AttentionControl):
 
     def dit_streams(self, run) -> list:
         """A text stream per region whose weight at this step is not 0."""
-        p = step_progress(run)
+        position = step_position(run)
         streams = []
         for region in self.regions:
-            if region.curve.at(p) == 0.0:
+            if position.weight(region.curve) == 0.0:
                 continue
             width = run.text_width()
             if region.cond.shape[-1] != width:
@@ -309,17 +338,28 @@ class RegionalControl(AttentionControl):
         return streams
 
     def dit_attend(self, next_attention, q, k, v, call, mask=None):
-        chain_out = next_attention(q, k, v, call, mask)
-        if mask is not None or q.shape[0] != call.batch:  # scores changed or rows split by an outer control
-            return chain_out
-        p = step_progress(call.run)
-        active = [(r, c) for r in self.regions if (c := r.curve.at(p)) != 0.0 and id(r) in call.streams]
+        position = step_position(call.run)
+        active = [(r, c) for r in self.regions if (c := position.weight(r.curve)) != 0.0 and id(r) in call.streams]
         rows = call.layout(q.shape[0]).rows_of(0)
-        if not active or not rows:
-            return chain_out
-        image = call.tokens.image_slice
-        # below us only the model's attention: its cond rows are A(Q, [D ; I]) already
-        full = cond_rows(chain_out, rows)[:, image] if call.is_plain(next_attention) else None
-        return dit_regional_blend(chain_out, q, k, v, rows, active, image, call.tokens.grid,
-                                  lambda region: call.streams[id(region)][1:],
-                                  lambda q_, k_, v_: call.plain_attention(q_, k_, v_), full=full)
+        if not active or not rows or mask is not None or q.shape[0] != call.batch:
+            return next_attention(q, k, v, call, mask)  # nothing to blend, or scores changed / rows split above
+        heads, image = call.heads, call.tokens.image_slice
+        q_c, k_c, v_c = (heads_first(cond_rows(t, rows), heads) for t in (q, k, v))
+
+        def stream_keys(region):
+            return tuple(heads_first(cond_rows(t, rows), heads) for t in call.streams[id(region)][1:])
+        if not call.is_plain(next_attention):  # the chain's output stays the first term
+            chain_out = next_attention(q, k, v, call, mask)
+            delta = dit_regional_delta(q_c, k_c, v_c, call.tokens.text, image, active, call.tokens.grid, stream_keys)
+            out_image = chain_out[:, image].index_add(0, torch.as_tensor(rows, device=q.device), delta.to(chain_out))
+            return torch.cat([chain_out[:, :image.start], out_image, chain_out[:, image.stop:]], dim=1)
+        # only the model's own attention below: the cond rows' attention is computed here, split at the
+        # text keys, so A(Q, I) serves the first term and every region; the other rows get the model's call
+        cond = dit_regional_attention(q_c, k_c, v_c, call.tokens.text, image, active, call.tokens.grid, stream_keys)
+        others = [r for r in range(q.shape[0]) if r not in set(rows)]
+        if not others:
+            return cond.to(q.dtype)
+        rest = next_attention(*(cond_rows(t, others) for t in (q, k, v)), call, mask)
+        out = rest.new_empty(q.shape[0], *rest.shape[1:])
+        out[rows], out[others] = cond.to(rest.dtype), rest
+        return out

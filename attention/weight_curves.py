@@ -4,14 +4,18 @@
     linear    c(p) = w0 + (w1 - w0) p
     cosine    c(p) = w1 + (w0 - w1) (1 + cos(pi p)) / 2
     step      c(p) = w0 for p < p_s, w1 from p_s on
-    list      c(p) = v_k with k = min(floor(p K + 0.01), K - 1) for K values v_0..v_{K-1}
+    list      c = v_k at step k of a run of K steps from the top of its schedule; else
+              c(p) = v_k with k = min(floor(p K + 0.01), K - 1), for K values v_0..v_{K-1}
 
-Progress is ComfyUI's percent scale (the one of start/end percent and ControlNet) taken at the
-sigma of the sampling step an evaluation belongs to: the run's ``sample_sigmas`` give the step, so
-samplers that evaluate the model between steps (heun, dpm_2) use one weight per step, and denoise < 1
-or split sigmas give the weight of the same noise level as a full run. Without ``sample_sigmas`` the
-evaluation's own sigma is used. With the normal or simple scheduler and K = steps at full denoise,
-list value k is the weight of step k.
+Progress is ComfyUI's percent scale (the one of start/end percent and ControlNet: the inverse of
+``model_sampling.percent_to_sigma``, see ``core.schedule.percent_at``) taken at the sigma of the sampling
+step an evaluation belongs to: the run's ``sample_sigmas`` give the step, so samplers that evaluate the
+model between steps (heun, dpm_2) use one weight per step, and denoise < 1 or split sigmas give the
+weight of the same noise level as a full run. Without ``sample_sigmas`` the evaluation's own sigma is
+used. A list of as many values as the run has steps, in a run that starts at the top of its schedule
+(progress 0: full denoise, any scheduler or custom sigmas), gives value k to step k; otherwise value k
+covers progress [k/K, (k+1)/K) (the 1% shift puts a step that lands just below a bin edge after the
+sigma round trip into the bin it starts).
 """
 from __future__ import annotations
 
@@ -34,7 +38,11 @@ class WeightCurve:
     switch_at: float = 0.5  # p_s of the step curve
     values: tuple = ()  # v_0..v_{K-1} of the list curve
 
-    def at(self, p: float) -> float:
+    def at(self, p: float, step: int | None = None, steps: int | None = None) -> float:
+        """c at progress ``p``; a list curve of ``steps`` values gives step ``step`` its value where given
+        (a run from the top of its schedule, see :func:`step_position`)."""
+        if self.kind == "list" and step is not None and steps == len(self.values):
+            return self.values[step]
         p = min(max(p, 0.0), 1.0)
         if self.kind == "constant":
             return self.start
@@ -93,18 +101,42 @@ def make_curve(node: str, kind: str, weight: float, end_weight: float = None, sw
     return WeightCurve(kind, float(weight), float(end), float(switch_at), parsed)
 
 
-def step_sigma(sigma: float, sample_sigmas) -> float:
-    """The sigma at which the sampling step that evaluates the model at ``sigma`` started."""
+@dataclass(frozen=True)
+class StepPosition:
+    """Where the evaluation in progress is in its sampling run."""
+
+    progress: float  # p on ComfyUI's percent scale at the sigma of the step
+    step: int | None = None  # the step's index, in a run that starts at the top of its schedule
+    steps: int | None = None  # how many steps that run has
+
+    def weight(self, curve: WeightCurve) -> float:
+        return curve.at(self.progress, self.step, self.steps)
+
+
+def step_of(sigma: float, sample_sigmas) -> tuple:
+    """(index, sigma) of the sampling step that evaluates the model at ``sigma`` (the step started at the
+    smallest step sigma at or above it); (None, sigma) without a schedule."""
     if sample_sigmas is None or len(sample_sigmas) < 2:
-        return sigma
+        return None, sigma
     starts = [float(s) for s in sample_sigmas[:-1]]
-    at_or_above = [s for s in starts if s >= sigma * (1.0 - STEP_TOLERANCE)]
-    return min(at_or_above) if at_or_above else sigma
+    at_or_above = [(s, i) for i, s in enumerate(starts) if s >= sigma * (1.0 - STEP_TOLERANCE)]
+    if not at_or_above:
+        return None, sigma
+    start, index = min(at_or_above)
+    return index, start
+
+
+def step_position(run) -> StepPosition:
+    """The :class:`StepPosition` of the evaluation described by ``run`` (a RunInfo), once per evaluation."""
+    def compute():
+        index, sigma = step_of(run.sigma, run.sample_sigmas)
+        progress = dataclasses.replace(run, sigma=sigma).progress()
+        if index is None or dataclasses.replace(run, sigma=float(run.sample_sigmas[0])).progress() != 0.0:
+            return StepPosition(progress)  # no schedule, or a run that starts below the top (denoise < 1)
+        return StepPosition(progress, index, len(run.sample_sigmas) - 1)
+    return run.memo("step_position", compute)
 
 
 def step_progress(run) -> float:
     """Progress p of the step the evaluation described by ``run`` (a RunInfo) belongs to."""
-    def compute():
-        sigma = step_sigma(run.sigma, run.sample_sigmas)
-        return dataclasses.replace(run, sigma=sigma).progress()
-    return run.memo("step_progress", compute)
+    return step_position(run).progress

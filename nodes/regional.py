@@ -49,8 +49,9 @@ def curve_inputs() -> list:
         io.Float.Input("switch_at", default=0.5, min=0.0, max=1.0, step=0.01,
                        tooltip="Sampling progress at which the step curve switches from weight to end_weight."),
         io.String.Input("weights", default="1, 1, 0.5, 0", multiline=False,
-                        tooltip="For the 'list' curve: one weight per step, comma-separated (value k covers "
-                                "progress k/K to (k+1)/K)."),
+                        tooltip="For the 'list' curve: one weight per step, comma-separated (with as many "
+                                "values as steps, value k is step k's; otherwise value k covers progress k/K to "
+                                "(k+1)/K)."),
     ]
 
 

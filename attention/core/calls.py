@@ -7,6 +7,7 @@ from typing import Optional
 import torch
 
 from .rows import ChunkLayout, chunk_layout
+from .schedule import percent_at
 from .tokens import TokenLayout
 
 
@@ -34,15 +35,8 @@ class RunInfo:
         return self.family.context_width(self.diffusion_model)
 
     def progress(self) -> float:
-        """Sampling progress in [0, 1] of the current sigma (ComfyUI's percent scale)."""
-        ms = self.model_sampling
-        sigma = torch.tensor(self.sigma)
-        t = float(ms.timestep(sigma))
-        t_max = float(ms.timestep(ms.sigma_max))
-        t_min = float(ms.timestep(ms.sigma_min))
-        if t_max <= t_min:
-            return 0.0
-        return min(max((t_max - t) / (t_max - t_min), 0.0), 1.0)
+        """Sampling progress in [0, 1] at the current sigma, on ComfyUI's percent scale."""
+        return percent_at(self.model_sampling, self.sigma)
 
 
 @dataclass

@@ -66,86 +66,127 @@ def flat(o):
     return o.transpose(1, 2).flatten(2)  # (batch, heads, T, d) -> (batch, T, C)
 
 
-def test_regional_formula_against_an_independent_computation(comfy, flux):
-    """Capture q/k/v of one layer with the local prompt's stream appended, run the DiT blend and
-    compare it with the formula written out with plain softmax, token by token."""
-    from tests.pack import pack_module
-    dit_regional = pack_module("attention.regional")
-    regional_mod = pack_module("attention.regional")
-    curves = pack_module("attention.weight_curves")
+def float_rounding(x: torch.Tensor, ulps: int = 64) -> float:
+    """An absolute bound for float rounding on values of x's magnitude in x's dtype (a few tens of ulps
+    of the largest value: the split and the concatenated attention sum the same terms in other orders)."""
+    return ulps * torch.finfo(x.dtype).eps * float(x.abs().max())
+
+
+def concatenated_formula(q, k, v, text, image, k_l, v_l, m):
+    """The README's formula written out with plain softmax over concatenated keys (the pack's path until
+    2026-12-06): O = A(Q, [D ; I]) + M c (A(Z, [L ; I]) - A(Z, [D ; I])) on the image queries Z."""
+    full = flat(attention(q, k, v))
+    keys_i, values_i = k[..., text:, :], v[..., text:, :]
+    own = flat(attention(q[..., image, :], torch.cat([k_l, keys_i], -2), torch.cat([v_l, values_i], -2)))
+    expected = full.clone()
+    expected[:, image] = full[:, image] + m[None, :, None] * (own - full[:, image])
+    return expected
+
+
+def captured_layer(comfy, flux):
+    """q/k/v (float64) of one layer of the tiny Flux with a local prompt's stream appended, and its layout."""
     model, pos, neg = flux
     local = conditioning(model, tokens=5, seed=7)
     calls = spy_calls(lambda: sample(comfy, dit_helpers.regional_at_no_layer(model, region(comfy, local), ("double", 99)),
-                                            pos, neg, batch=1, steps=1))
+                                     pos, neg, batch=1, steps=1))
     override, args, _, _ = at_layer(calls, "double", 1)
     layout = override.tokens
-    assert layout.text == pos[0][0].shape[1] and layout.streams == (5,)
     (q, _), (k, (k_l,)), (v, (v_l,)) = (layout.split(t.double()) for t in args[:3])
+    return local, layout, q, k, v, k_l, v_l
+
+
+def test_regional_formula_against_the_concatenated_computation(comfy, flux):
+    """On captured q/k/v: one image-key attention with its log-sum-exp, merged with the prompt's and the
+    local prompt's few keys, equals the formula over concatenated keys (float64: to double rounding);
+    the image tokens outside the region get A(Q, [D ; I]) exactly as the split computation gives it."""
+    from tests.pack import pack_module
+    regional_mod, curves = pack_module("attention.regional"), pack_module("attention.weight_curves")
+    local, layout, q, k, v, k_l, v_l = captured_layer(comfy, flux)
+    assert layout.text == 8 and layout.streams == (5,)
     text, image = layout.text, layout.main.image_slice
     box = regional_mod.Region(cond=local[0][0], curve=curves.WeightCurve("constant", 0.7), box=(0.25, 0.0, 0.5, 0.5))
-    chain_out = flat(attention(q, k, v))
-    out = dit_regional.dit_regional_blend(chain_out, q, k, v, [0], [(box, 0.7)], image, layout.grid,
-                                          lambda r: (k_l, v_l), lambda q_, k_, v_: flat(attention(q_, k_, v_)))
-    m = regional_mod.box_coverage((0.25, 0.0, 0.5, 0.5), *layout.grid).flatten().to(q)
-    q_img = q[..., image, :]
-    full = flat(attention(q_img, k, v))
-    own = flat(attention(q_img, torch.cat([k_l, k[..., image, :]], -2), torch.cat([v_l, v[..., image, :]], -2)))
-    reused = dit_regional.dit_regional_blend(chain_out, q, k, v, [0], [(box, 0.7)], image, layout.grid,
-                                             lambda r: (k_l, v_l), lambda q_, k_, v_: flat(attention(q_, k_, v_)),
-                                             full=chain_out[:, image])
-    torch.testing.assert_close(reused, out, rtol=1e-12, atol=1e-12)  # the chain's A(Q, [D ; I]), given
-    expected = chain_out.clone()
-    expected[:, image] = chain_out[:, image] + (m * 0.7)[None, :, None] * (own - full)
-    torch.testing.assert_close(out, expected, rtol=1e-9, atol=1e-9)
+    m = regional_mod.box_coverage((0.25, 0.0, 0.5, 0.5), *layout.grid).flatten().to(q) * 0.7
+    out = regional_mod.dit_regional_attention(q, k, v, text, image, [(box, 0.7)], layout.grid, lambda r: (k_l, v_l))
+    expected = concatenated_formula(q, k, v, text, image, k_l, v_l, m)
+    torch.testing.assert_close(out, expected, rtol=0, atol=float_rounding(expected))
+    delta = regional_mod.dit_regional_delta(q, k, v, text, image, [(box, 0.7)], layout.grid, lambda r: (k_l, v_l))
+    torch.testing.assert_close(delta, (expected - flat(attention(q, k, v)))[:, image], rtol=0,
+                               atol=float_rounding(expected))
     outside = torch.cat([torch.ones(text, dtype=torch.bool), m == 0])
-    assert outside.any() and torch.equal(out[:, outside], chain_out[:, outside])  # bit for bit
+    full = regional_mod.dit_regional_attention(q, k, v, text, image, [], layout.grid, lambda r: (k_l, v_l))
+    assert outside.any() and torch.equal(out[:, outside], full[:, outside])  # the first term + 0, bit for bit
 
 
-def test_in_the_model_outside_every_region_gets_the_chain_output_bit_for_bit(comfy, flux):
-    """At a selected layer the prompt's tokens and the image tokens outside the region get exactly
-    what the base attention returns; the stream gets its own attention over [L | image]."""
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_half_inputs_stay_within_their_rounding_of_a_float32_reference(comfy, flux, dtype):
+    from tests.pack import pack_module
+    regional_mod, curves = pack_module("attention.regional"), pack_module("attention.weight_curves")
+    local, layout, q, k, v, k_l, v_l = captured_layer(comfy, flux)
+    text, image = layout.text, layout.main.image_slice
+    box = regional_mod.Region(cond=local[0][0], curve=curves.WeightCurve("constant", 0.7), box=(0.25, 0.0, 0.5, 0.5))
+    m = regional_mod.box_coverage((0.25, 0.0, 0.5, 0.5), *layout.grid).flatten().to(q) * 0.7
+    half = [t.to(dtype) for t in (q, k, v, k_l, v_l)]
+    out = regional_mod.dit_regional_attention(*half[:3], text, image, [(box, 0.7)], layout.grid, lambda r: half[3:])
+    reference = concatenated_formula(*(t.to(dtype).double() for t in (q, k, v)), text, image,
+                                     *(t.to(dtype).double() for t in (k_l, v_l)), m)
+    # the inputs already rounded to the half dtype: what remains is the half output's rounding and the
+    # half parts merged in float32, a few half ulps of the largest value
+    torch.testing.assert_close(out.double(), reference, rtol=0, atol=float_rounding(reference.to(dtype), ulps=8))
+
+
+def test_in_the_model_outside_every_region_gets_the_models_attention(comfy, flux):
+    """At a selected layer (cfg 3: cond and uncond rows in one call) the uncond rows get the model's own
+    attention call bit for bit; the cond rows' prompt tokens and image tokens outside the region get the
+    model's attention, computed split at the prompt's keys, within float rounding of the model's call;
+    inside the region the blend acts; the stream gets its own attention over [L | image]."""
     from comfy.ldm.modules.attention import optimized_attention
     model, pos, neg = flux
     regions = region(comfy, conditioning(model, tokens=5, seed=7), x=0.0, width=0.5)
     calls = spy_calls(lambda: sample(comfy, regional(comfy, model, regions, layers="double.1"), pos, neg,
-                                            batch=1, steps=1))
+                                     batch=1, steps=1, cfg=3.0))
     override, args, _, out = at_layer(calls, "double", 1)
     layout = override.tokens
     (q, (q_l,)), (k, (k_l,)), (v, (v_l,)) = (layout.split(t) for t in args[:3])
     heads = args[3]
-    chain = optimized_attention(q, k, v, heads, skip_reshape=True)
+    model_call = optimized_attention(q, k, v, heads, skip_reshape=True)
     main_out, (stream_out,) = layout.split(out)
+    cond, uncond = 1, 0  # cond_or_uncond [1, 0]: the uncond chunk first
+    assert torch.equal(main_out[uncond], model_call[uncond])
     h, w = layout.grid
     outside = torch.zeros(h, w, dtype=torch.bool)
     outside[:, w // 2:] = True  # the region covers the left half
     outside = torch.cat([torch.ones(layout.text, dtype=torch.bool), outside.flatten()])
-    assert torch.equal(main_out[:, outside], chain[:, outside])
-    assert not torch.equal(main_out, chain)  # inside the region it acted
+    torch.testing.assert_close(main_out[cond, outside], model_call[cond, outside], rtol=0,
+                               atol=float_rounding(model_call))
+    assert (main_out[cond, ~outside] - model_call[cond, ~outside]).abs().max() > 1e3 * float_rounding(model_call)
     image = slice(layout.text, None)
     own = optimized_attention(q_l, torch.cat([k_l, k[..., image, :]], -2), torch.cat([v_l, v[..., image, :]], -2),
                               heads, skip_reshape=True)
     assert torch.equal(stream_out, own)
 
 
-def test_with_only_the_models_attention_below_the_chain_output_is_reused(comfy, flux, monkeypatch):
-    """A(Q, [D ; I]) of the cond rows is what the model's own attention just returned: the blend takes it
-    from the chain (one attention fewer per layer) and gives the image that recomputing it gives."""
-    from tests.pack import pack_module
-    dit_regional = pack_module("attention.regional")
+def test_one_image_key_attention_per_layer_whatever_the_number_of_regions(comfy, flux):
+    """FLOPs counted exactly (torch's counter, the CPU fused attention added as bench_counts does). What
+    regional attention adds at its layers beyond carrying the local prompts' streams (their tokens' own
+    work through the model) grows by only the few local-prompt keys per image query from 1 to 4 regions,
+    not by one attention of the image queries over the image keys per region (the concatenated path)."""
+    from scripts.bench_counts import Costs
     model, pos, neg = flux
-    regions = region(comfy, conditioning(model, tokens=5, seed=7))
-    blend, given = dit_regional.dit_regional_blend, []
+    boxes = [dict(x=0.0, width=0.5), dict(x=0.5, width=0.5), dict(y=0.0, height=0.5), dict(y=0.5, height=0.5)]
+    chained = None
+    for seed, box in zip((7, 8, 9, 10), boxes):
+        chained = region(comfy, conditioning(model, tokens=5, seed=seed), regions=chained, **box)
 
-    def recorded(*args, full=None, **kwargs):
-        given.append(full is not None)
-        return blend(*args, full=full, **kwargs)
-
-    monkeypatch.setattr(dit_regional, "dit_regional_blend", recorded)
-    reused = sample(comfy, regional(comfy, model, regions), pos, neg, batch=2, cfg=3.0)
-    assert given and all(given)
-    monkeypatch.setattr(dit_regional, "dit_regional_blend", lambda *args, full=None, **kwargs: blend(*args, **kwargs))
-    recomputed = sample(comfy, regional(comfy, model, regions), pos, neg, batch=2, cfg=3.0)
-    torch.testing.assert_close(reused, recomputed, rtol=0, atol=1e-5)
+    def flops(patched):
+        with Costs() as costs:
+            sample(comfy, patched, pos, neg, batch=1, steps=1, size=256)
+        return costs.flops
+    at_layers = {count: flops(regional(comfy, model, chained[:count]))
+                 - flops(dit_helpers.regional_at_no_layer(model, chained[:count], ("double", 99))) for count in (1, 4)}
+    image_tokens, width, layers = (256 // 16) ** 2, 64, 4  # tiny Flux: 2 x 2 patches of a /8 latent; 2 + 2 blocks
+    image_key_attention = 4 * image_tokens * image_tokens * width * layers  # Q K^T and P V of one row
+    local_keys = 4 * image_tokens * 5 * width * layers  # one region's 5 keys for every image query
+    assert at_layers[4] - at_layers[1] <= 3 * local_keys < 0.1 * image_key_attention, at_layers
 
 
 def test_regional_composes_with_style_aligned(comfy, flux):

@@ -301,8 +301,9 @@ def test_regional_outside_every_region_gets_the_chain_output_bit_for_bit(comfy, 
 
 def test_per_step_weights_decide_the_steps_a_region_acts_in(comfy, krea2, vanilla):
     """A step curve from 0 to 1 at progress 0.25: the local prompt rides along (and acts) only in the
-    evaluations of steps past 0.25, here the last of 3 (Krea 2's shifted schedule puts its steps at
-    progress 0, 0.14 and 0.39); the image differs from both vanilla and the constant curve."""
+    evaluations of steps past 0.25, here the last two of 3 (at progress 0, 1/3 and 2/3 on ComfyUI's percent
+    scale, which Krea 2's shifted schedule spreads evenly over the steps); the image differs from both
+    vanilla and the constant curve."""
     weight_curves = pack("attention.weight_curves")
     model, pos, neg = krea2
     local = conditioning(model, tokens=5, seed=7)
@@ -310,7 +311,7 @@ def test_per_step_weights_decide_the_steps_a_region_acts_in(comfy, krea2, vanill
     calls = spy_calls(lambda: sample(comfy, late, pos, neg))
     steps = {round(c[0].run.sigma, 6): (bool(c[0].tokens.streams), weight_curves.step_progress(c[0].run)) for c in calls}
     assert len(steps) == 3 and all(streams == (p >= 0.25) for streams, p in steps.values())
-    assert [sigma for sigma, (streams, _) in steps.items() if streams] == [min(steps)]
+    assert sorted(sigma for sigma, (streams, _) in steps.items() if streams) == sorted(steps)[:2]
     out = sample(comfy, late, pos, neg)
     constant = sample(comfy, regional(comfy, model, region(comfy, local)), pos, neg)
     assert (out - vanilla[1.0]).abs().max().item() > 1e-4 and (out - constant).abs().max().item() > 1e-4

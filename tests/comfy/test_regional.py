@@ -120,18 +120,18 @@ def test_weight_applied_at_each_step_is_the_curve_at_that_steps_progress(comfy, 
     regional, curves = pack["attention.regional"], pack["attention.weight_curves"]
     regions = region_node(pack, comfy, ck.clip, curve="list", weights="1, 0.75, 0.5, 0.25, 0.1, 0.05")
     seen = []  # (sigma of the evaluation, weight used)
-    real_blend, real_progress = regional.regional_blend, regional.step_progress
+    real_blend, real_position = regional.regional_blend, regional.step_position
     current = {}
 
-    def spy_progress(run):
+    def spy_position(run):
         current["sigma"] = run.sigma
-        return real_progress(run)
+        return real_position(run)
 
     def spy_blend(chain_out, q, k, v, rows, regions_and_weights, *rest, **kwargs):
         seen.append((current["sigma"], regions_and_weights[0][1]))
         return real_blend(chain_out, q, k, v, rows, regions_and_weights, *rest, **kwargs)
 
-    monkeypatch.setattr(regional, "step_progress", spy_progress)
+    monkeypatch.setattr(regional, "step_position", spy_position)
     monkeypatch.setattr(regional, "regional_blend", spy_blend)
     steps = 3
     comfy.sample(regional_model(pack, ck.model, regions, layers="input.1"), comfy.encode(ck.clip, "a landscape"),

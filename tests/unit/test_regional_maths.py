@@ -203,11 +203,19 @@ def test_bad_curve_inputs_name_the_input():
 
 
 class LinearTimestepSampling:
-    """A model_sampling whose timestep is 100 * sigma (sigma in [0.01, 10])."""
+    """A model_sampling whose timestep is 100 * sigma (sigma in [0.01, 10]) and whose percent scale is
+    linear in it (percent_to_sigma as ComfyUI's discrete models define it)."""
     sigma_max, sigma_min = torch.tensor(10.0), torch.tensor(0.01)
 
     def timestep(self, sigma):
         return sigma * 100.0
+
+    def percent_to_sigma(self, percent):
+        if percent <= 0.0:
+            return 999999999.9
+        if percent >= 1.0:
+            return 0.0
+        return 10.0 - percent * (10.0 - 0.01)
 
 
 def run_info(sigma, sample_sigmas):
