@@ -35,7 +35,6 @@ import math
 import weakref
 
 import torch
-import torch.nn.functional as F
 
 from .core.chain import default_attention
 from .core.controls import AttentionControl
@@ -43,6 +42,7 @@ from .core.lse_attention import attention_with_lse, merge_attention
 from .core.errors import AtelierError
 from .core.layers import LayerSelection
 from .core.schedule import Window
+from .region_masks import masks_over_frames, path_coverage
 from .weight_curves import WeightCurve, step_position
 
 REGION_NODE = "AtelierRegion"
@@ -50,64 +50,44 @@ REGION_NODE = "AtelierRegion"
 
 @dataclass(frozen=True, eq=False)
 class Region:
-    """One object: its local prompt embedding, where it is, and its weight over the steps."""
+    """One object: its local prompt embedding, where it is (over the frames too), and its weight over the
+    steps (see :mod:`attention.region_masks` for where a box or mask puts it on a layer's grid)."""
 
     cond: torch.Tensor  # (1, tokens, context_dim): the local prompt as CLIPTextEncode gives it
     curve: WeightCurve
     box: Optional[tuple] = None  # (x, y, width, height) in fractions of the image, origin top-left
-    mask: Optional[torch.Tensor] = None  # (H, W) in [0, 1]; used instead of the box when given
+    mask: Optional[torch.Tensor] = None  # (H, W) or one per frame (F, H, W), in [0, 1]; instead of the box
     source: str = REGION_NODE  # the node that made it, for error messages
+    # a moving box: ((at, (x, y, width, height)), ...) at clip fractions, sorted; the box when empty
+    keyframes: tuple = ()
     _grids: dict = field(default_factory=dict, repr=False)
     _projections: dict = field(default_factory=dict, repr=False)  # see cached_projection
 
     def __deepcopy__(self, memo):
         return self
 
-    def grid(self, h: int, w: int, device=None, dtype=torch.float32) -> torch.Tensor:
-        """M_i at an (h, w) activation grid, flattened row-major like the attention tokens."""
-        key = (h, w, str(device), dtype)
+    @property
+    def path(self) -> tuple:
+        return self.keyframes or ((0.0, self.box),)
+
+    @property
+    def moves(self) -> bool:
+        return len(self.keyframes) > 1 or (self.mask is not None and self.mask.ndim == 3 and self.mask.shape[0] > 1)
+
+    def grid(self, *shape, device=None, dtype=torch.float32) -> torch.Tensor:
+        """M_i on a layer's (h, w) or (frames, h, w) token grid, flattened frame- and row-major like the
+        attention tokens."""
+        frames, h, w = (1, *shape) if len(shape) == 2 else shape
+        key = (frames, h, w, str(device), dtype)
         cached = self._grids.get(key)
         if cached is None:
-            grid = box_coverage(self.box, h, w) if self.mask is None else resize_mask(self.mask, h, w)
-            cached = grid.flatten().to(device=device, dtype=dtype)
+            if self.mask is None:
+                cells = path_coverage(self.path, frames, h, w)
+            else:
+                cells = masks_over_frames(self.mask if self.mask.ndim == 3 else self.mask[None], frames, h, w)
+            cached = cells.flatten().to(device=device, dtype=dtype)
             self._grids[key] = cached
         return cached
-
-
-def axis_coverage(start: float, length: float, cells: int) -> torch.Tensor:
-    """Fraction of each of ``cells`` equal cells of [0, 1] that [start, start + length] covers."""
-    edges = torch.linspace(0.0, 1.0, cells + 1, dtype=torch.float64)
-    lo = torch.clamp(edges[:-1], min=start)
-    hi = torch.clamp(edges[1:], max=start + length)
-    return torch.clamp(hi - lo, min=0.0) * cells
-
-
-def box_coverage(box: tuple, h: int, w: int) -> torch.Tensor:
-    x, y, width, height = box
-    return axis_coverage(y, height, h)[:, None] * axis_coverage(x, width, w)[None, :]
-
-
-def area_weights(pixels: int, cells: int) -> torch.Tensor:
-    """(cells, pixels): how much of each of ``cells`` equal cells of [0, pixels) pixel j covers, over the
-    cell's length; row i of it averages a line of pixels exactly over cell i (partly covered pixels
-    weighted by the part inside)."""
-    edges = torch.linspace(0.0, float(pixels), cells + 1, dtype=torch.float64)
-    start = torch.arange(pixels, dtype=torch.float64)
-    lo, hi = edges[:-1, None], edges[1:, None]
-    return (torch.minimum(hi, start + 1) - torch.maximum(lo, start)).clamp(min=0.0) / (hi - lo)
-
-
-def resize_mask(mask: torch.Tensor, h: int, w: int) -> torch.Tensor:
-    """Area-average a mask to (h, w): a cell's value is the mean of the mask over it, exactly, for any
-    two sizes (whole pixels per cell: area pooling; otherwise the pixels a cell cuts count by the part
-    inside it)."""
-    mask = mask.to(torch.float32)
-    if tuple(mask.shape) == (h, w):
-        return mask.clamp(0.0, 1.0)
-    if mask.shape[-2] % h == 0 and mask.shape[-1] % w == 0:  # whole pixels per cell: area pooling is exact
-        return F.interpolate(mask[None, None], size=(h, w), mode="area")[0, 0].clamp(0.0, 1.0)
-    rows, columns = area_weights(mask.shape[-2], h), area_weights(mask.shape[-1], w)
-    return (rows @ mask.double() @ columns.T).to(torch.float32).clamp(0.0, 1.0)
 
 
 def activation_grid(call, tokens: int) -> tuple:

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from ..attention.core.errors import AtelierError
-from ..attention.core.keys import REFERENCE_KEY
+from ..attention.core.keys import PACK_KEY, REFERENCE_KEY
 from .reference import ReferenceRows, check_conditioning_width, size_check_wrapper
 from .reference_cache import MAX_CACHE_MB, ReferenceCache
 from .trajectory import UNCOND, Trajectory
@@ -39,6 +39,20 @@ def attach_reference(model, trajectory, node: str, input_name: str = "reference"
         model.remove_wrappers_with_key(kind, REFERENCE_KEY)
     model.add_wrapper_with_key(patcher_extension.WrappersMP.APPLY_MODEL, REFERENCE_KEY,
                                ReferenceRows(trajectory, cache=cache, node=node, input_name=input_name))
+    run_controls_inside(model)
     model.add_wrapper_with_key(patcher_extension.WrappersMP.OUTER_SAMPLE, REFERENCE_KEY,
                                size_check_wrapper(trajectory, node, cache))
     return model
+
+
+def run_controls_inside(model):
+    """Put the pack's control wrapper inside the reference wrapper (ComfyUI runs a model's wrappers in the
+    order their keys were added, the first outermost): the controls then see each model call as the
+    model runs it, the reference row in front of every chunk and the prompts repeated to its length, so
+    every token layout (where the prompt ends, where the image begins) is the attention call's own, and
+    the regional / aesthetic prompt streams are appended after that repeat instead of repeated with it."""
+    kind = patcher_extension.WrappersMP.APPLY_MODEL
+    controls = list(model.get_wrappers(kind, PACK_KEY))
+    model.remove_wrappers_with_key(kind, PACK_KEY)
+    for wrapper in controls:
+        model.add_wrapper_with_key(kind, PACK_KEY, wrapper)

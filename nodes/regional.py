@@ -11,7 +11,7 @@ from .common import search_aliases
 
 from ..attention.core.errors import AtelierError
 from ..attention.dispatch import dispatcher
-from ..attention.region_json import MAX_BOXES, parse_region_json
+from ..attention.region_json import MAX_BOXES, parse_keyframe_text, parse_region_json
 from ..attention.regional import Region, RegionalControl
 from ..attention.weight_curves import CURVE_KINDS, make_curve
 from ..inversion.reference import describe_width, text_width
@@ -78,12 +78,10 @@ def local_prompt(node: str, conditioning) -> torch.Tensor:
 
 
 def region_mask(node: str, mask: torch.Tensor) -> torch.Tensor:
-    if mask.ndim == 3:
-        if mask.shape[0] != 1:
-            raise AtelierError(node, "mask", f"the mask is a batch of {mask.shape[0]} masks.",
-                               "give one mask per region (one AtelierRegion per mask).")
+    """(H, W) for one mask, (F, H, W) for a batch: one mask per frame of a clip, spread over it."""
+    if mask.ndim == 3 and mask.shape[0] == 1:
         mask = mask[0]
-    if mask.ndim != 2 or float(mask.max()) <= 0.0:
+    if mask.ndim not in (2, 3) or float(mask.max()) <= 0.0:
         raise AtelierError(node, "mask", "the mask is empty (all zero) or not an image-shaped mask.",
                            "paint the region white in the mask, or disconnect it and use the box.")
     return mask.detach().to("cpu", torch.float32).clamp(0.0, 1.0)
@@ -115,9 +113,16 @@ class AtelierRegion(io.ComfyNode):
                                tooltip="Box height as a fraction of the image height (ignored with a mask)."),
                 *curve_inputs(),
                 io.Mask.Input("mask", optional=True,
-                              tooltip="Optional region mask (white = region), stretched to the image; replaces the box."),
+                              tooltip="Optional region mask (white = region), stretched to the image; replaces the "
+                                      "box. A batch of masks on a video model: one mask per frame, spread over "
+                                      "the clip."),
                 Regions.Input("regions", optional=True,
                               tooltip="Optional earlier regions; this one is added after them."),
+                io.String.Input("keyframes", default="", optional=True,
+                                tooltip="Optional, video: where the box is later in the clip, 'at: x, y, width, "
+                                        "height' entries separated by ';' (at 0 = the first frame, 1 = the last), "
+                                        "e.g. '1: 0.5, 0.2, 0.4, 0.5'. The box above holds at 0 unless an entry "
+                                        "says otherwise; linear in between. Empty: the box stays."),
             ],
             outputs=[Regions.Output(display_name="regions", tooltip="The earlier regions plus this one.")],
         )
@@ -125,13 +130,15 @@ class AtelierRegion(io.ComfyNode):
     @classmethod
     @guarded
     def execute(cls, conditioning, x, y, width, height, weight, curve, end_weight, switch_at, weights,
-                mask=None, regions=None) -> io.NodeOutput:
+                mask=None, regions=None, keyframes="") -> io.NodeOutput:
         weight_curve = make_curve(REGION, curve, weight, end_weight, switch_at, weights)
         cond = local_prompt(REGION, conditioning)
         if mask is not None:
             region = Region(cond=cond, curve=weight_curve, mask=region_mask(REGION, mask))
         else:
-            region = Region(cond=cond, curve=weight_curve, box=check_box(REGION, x, y, width, height))
+            box = check_box(REGION, x, y, width, height)
+            region = Region(cond=cond, curve=weight_curve, box=box,
+                            keyframes=parse_keyframe_text(keyframes, REGION, "keyframes", box))
         return io.NodeOutput(tuple(regions or ()) + (region,))
 
 
@@ -179,7 +186,7 @@ class AtelierBoxRegions(io.ComfyNode):
         for box in boxes:
             cond = clip.encode_from_tokens(tokenize(clip, box.prompt, BOXES, "regions_json"), return_pooled=True,
                                            return_dict=True)
-            made.append(Region(cond=cond["cond"], curve=box.curve, box=box.rect, source=BOXES))
+            made.append(Region(cond=cond["cond"], curve=box.curve, box=box.rect, source=BOXES, keyframes=box.keyframes))
         return io.NodeOutput(tuple(regions or ()) + tuple(made))
 
 

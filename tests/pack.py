@@ -15,11 +15,20 @@ INIT = os.path.join(ROOT, "__init__.py")
 NAME = "attention_atelier"
 
 
+_COMFY_COPY: list = []  # the copy ComfyUI loaded, once found (it stays for the process)
+
+
 def load_pack():
+    if _COMFY_COPY:
+        return _COMFY_COPY[0]
+    init = os.path.realpath(INIT)
     loaded = [m for m in list(sys.modules.values())
-              if getattr(m, "__file__", None) and os.path.realpath(m.__file__) == os.path.realpath(INIT)]
+              if getattr(m, "__file__", None) and m.__file__.endswith("__init__.py")
+              and os.path.realpath(m.__file__) == init]
     # ComfyUI names the pack after its custom_nodes path; prefer that copy (its classes are the nodes').
     loaded.sort(key=lambda m: "custom_nodes" not in m.__name__)
+    if loaded and "custom_nodes" in loaded[0].__name__:
+        _COMFY_COPY.append(loaded[0])
     if loaded:
         return loaded[0]
     spec = importlib.util.spec_from_file_location(NAME, INIT, submodule_search_locations=[ROOT])

@@ -105,7 +105,7 @@ def test_regional_formula_against_the_concatenated_computation(comfy, flux):
     assert layout.text == 8 and layout.streams == (5,)
     text, image = layout.text, layout.main.image_slice
     box = regional_mod.Region(cond=local[0][0], curve=curves.WeightCurve("constant", 0.7), box=(0.25, 0.0, 0.5, 0.5))
-    m = regional_mod.box_coverage((0.25, 0.0, 0.5, 0.5), *layout.grid).flatten().to(q) * 0.7
+    m = pack_module("attention.region_masks").box_coverage((0.25, 0.0, 0.5, 0.5), *layout.grid).flatten().to(q) * 0.7
     out = regional_mod.dit_regional_attention(q, k, v, text, image, [(box, 0.7)], layout.grid, lambda r: (k_l, v_l))
     expected = concatenated_formula(q, k, v, text, image, k_l, v_l, m)
     torch.testing.assert_close(out, expected, rtol=0, atol=float_rounding(expected))
@@ -124,7 +124,7 @@ def test_half_inputs_stay_within_their_rounding_of_a_float32_reference(comfy, fl
     local, layout, q, k, v, k_l, v_l = captured_layer(comfy, flux)
     text, image = layout.text, layout.main.image_slice
     box = regional_mod.Region(cond=local[0][0], curve=curves.WeightCurve("constant", 0.7), box=(0.25, 0.0, 0.5, 0.5))
-    m = regional_mod.box_coverage((0.25, 0.0, 0.5, 0.5), *layout.grid).flatten().to(q) * 0.7
+    m = pack_module("attention.region_masks").box_coverage((0.25, 0.0, 0.5, 0.5), *layout.grid).flatten().to(q) * 0.7
     half = [t.to(dtype) for t in (q, k, v, k_l, v_l)]
     out = regional_mod.dit_regional_attention(*half[:3], text, image, [(box, 0.7)], layout.grid, lambda r: half[3:])
     reference = concatenated_formula(*(t.to(dtype).double() for t in (q, k, v)), text, image,

@@ -88,3 +88,39 @@ def test_unknown_keys_and_curves_are_refused():
 
 def test_lone_surrogate_in_a_prompt_is_refused_by_name():
     assert "box 2: character 3 of its prompt is a lone surrogate (U+D800)" in refused(two_boxes(prompt="ab\ud800"))
+
+
+# ---- keyframes: a box that moves over a clip ------------------------------------------------------------
+def test_keyframes_hold_the_box_at_0_and_each_keyframe_at_its_place():
+    text = json.dumps({"boxes": [{"x": 0.1, "y": 0.2, "w": 0.3, "h": 0.4, "prompt": "a boat",
+                                  "keyframes": [{"at": 1.0, "x": 0.6, "y": 0.2, "w": 0.3, "h": 0.4},
+                                                {"at": 0.5, "x": 0.3, "y": 0.1, "w": 0.3, "h": 0.4}]}]})
+    box, = region_json.parse_region_json(text, "Node")
+    assert box.keyframes == ((0.0, (0.1, 0.2, 0.3, 0.4)), (0.5, (0.3, 0.1, 0.3, 0.4)), (1.0, (0.6, 0.2, 0.3, 0.4)))
+    still, = region_json.parse_region_json(json.dumps({"boxes": [{"x": 0.1, "y": 0.2, "w": 0.3, "h": 0.4,
+                                                                    "prompt": "a boat"}]}), "Node")
+    assert still.keyframes == ()  # a box without keyframes stays where it is
+
+
+@pytest.mark.parametrize("keyframes, match", [
+    ("nope", "keyframes is not a list"),
+    ([{"at": 1.5, "x": 0, "y": 0, "w": 0.5, "h": 0.5}], "box 1: keyframe 1: at 1.5 is not a number from 0 to 1"),
+    ([{"at": 1, "x": 0.8, "y": 0, "w": 0.5, "h": 0.5}], "box 1: keyframe 1: the box .* reaches outside the image"),
+    ([{"at": 1, "x": 0, "y": 0, "w": 0.5, "h": 0.5, "z": 1}], "keyframe 1: has unknown key"),
+    ([{"at": 1, "x": 0, "y": 0, "w": 0.5, "h": 0.5}] * 2, "a second keyframe at 1"),
+])
+def test_bad_keyframes_are_named_with_their_box_and_keyframe(keyframes, match):
+    text = json.dumps({"boxes": [{"x": 0, "y": 0, "w": 0.5, "h": 0.5, "prompt": "p", "keyframes": keyframes}]})
+    with pytest.raises(errors.AtelierError, match=match):
+        region_json.parse_region_json(text, "Node")
+
+
+def test_the_regions_keyframe_text_reads_like_the_json():
+    rect = (0.1, 0.2, 0.3, 0.4)
+    assert region_json.parse_keyframe_text("", "AtelierRegion", "keyframes", rect) == ()
+    assert region_json.parse_keyframe_text("1: 0.6, 0.2, 0.3, 0.4; 0.5: 0.3, 0.1, 0.3, 0.4", "AtelierRegion",
+                                           "keyframes", rect) == \
+        ((0.0, rect), (0.5, (0.3, 0.1, 0.3, 0.4)), (1.0, (0.6, 0.2, 0.3, 0.4)))
+    for bad in ("1: 0.6, 0.2", "x: 1, 2, 3, 4", "1 0.6, 0.2, 0.3, 0.4"):
+        with pytest.raises(errors.AtelierError, match="AtelierRegion: input 'keyframes': keyframe 1"):
+            region_json.parse_keyframe_text(bad, "AtelierRegion", "keyframes", rect)

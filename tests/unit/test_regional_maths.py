@@ -7,6 +7,7 @@ import torch
 from tests.pack import pack_module
 
 regional = pack_module("attention.regional")
+region_masks = pack_module("attention.region_masks")
 curves = pack_module("attention.weight_curves")
 
 HEADS, DIM, CTX = 2, 4, 6
@@ -93,7 +94,7 @@ def test_blend_matches_per_token_formula(boxes, weights):
 
 def test_box_coverage_is_the_covered_area_of_each_cell():
     for box, (h, w) in [((0.1, 0.2, 0.5, 0.4), (4, 8)), ((0.33, 0.0, 0.34, 1.0), (7, 5)), ((0, 0, 1, 1), (3, 3))]:
-        torch.testing.assert_close(regional.box_coverage(box, h, w).double(), supersampled_box(box, h, w),
+        torch.testing.assert_close(region_masks.box_coverage(box, h, w).double(), supersampled_box(box, h, w),
                                    rtol=0, atol=1e-3)
 
 
@@ -111,7 +112,7 @@ def test_a_mask_of_any_size_is_averaged_exactly_over_each_cell(mask_size, grid):
     """Issue 27: area interpolation is adaptive pooling, which gives a 30x50 mask on an 8x8 layer cell
     weights up to 0.10 off the true area mean; the mean must be exact for any two sizes."""
     mask = (torch.rand(*mask_size, generator=torch.Generator().manual_seed(sum(mask_size))) > 0.5).float()
-    got, want = regional.resize_mask(mask, *grid).double(), exact_area_mean(mask, *grid)
+    got, want = region_masks.resize_mask(mask, *grid).double(), exact_area_mean(mask, *grid)
     # float32 result of a float64 mean of values in [0, 1]: a few float32 ulps of 1
     torch.testing.assert_close(got, want, rtol=0, atol=4 * torch.finfo(torch.float32).eps)
 
@@ -126,7 +127,7 @@ def test_adaptive_pooling_was_off_by_up_to_a_tenth_where_cells_cut_pixels():
 def test_mask_is_area_averaged_to_the_layer():
     mask = torch.zeros(64, 64)
     mask[:32, 16:48] = 1.0
-    got = regional.resize_mask(mask, 4, 4)
+    got = region_masks.resize_mask(mask, 4, 4)
     want = torch.tensor([[0, 1, 1, 0], [0, 1, 1, 0], [0, 0, 0, 0], [0, 0, 0, 0]], dtype=torch.float32)
     assert torch.equal(got, want)
 
