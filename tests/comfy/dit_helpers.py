@@ -131,3 +131,14 @@ def adain(x, ref, eps=1e-5):
     return ((x - x.mean(-2, keepdim=True)) / (x.var(-2, keepdim=True) + eps).sqrt()
             * (ref.var(-2, keepdim=True) + eps).sqrt() + ref.mean(-2, keepdim=True))
 
+
+
+def assert_outside_the_region_is_the_models_attention(out, model_call, outside):
+    """Regional attention computes the cond rows' joint attention itself, split at the prompt's keys (one
+    image-key attention shared by every region): outside every region that is the model's attention within
+    float rounding of the model's own call (one call computed as another: a few tens of ulps of the
+    output's magnitude), inside the region the blend acts (far more than rounding)."""
+    rounding = 64 * torch.finfo(model_call.dtype).eps * float(model_call.abs().max())
+    difference = (out - model_call).abs()
+    assert float(difference[:, outside].max()) <= rounding, (float(difference[:, outside].max()), rounding)
+    assert float(difference[:, ~outside].max()) > 1e3 * rounding

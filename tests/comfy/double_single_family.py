@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 import pytest
 import torch
 
-from tests.comfy.dit_helpers import (QKVRecorder, adain, aesthetic_mix, pack, plain_attention, region, regional,  # noqa: F401
-                                    spy_calls, with_override)
+from tests.comfy.dit_helpers import (QKVRecorder, adain, aesthetic_mix, assert_outside_the_region_is_the_models_attention,  # noqa: F401
+                                    pack, plain_attention, region, regional, spy_calls, with_override)
 from tests.comfy.style_aligned_node import NEUTRAL, style_aligned
 
 LAYERS = (("double", 0), ("double", 1), ("single", 0), ("single", 1))
@@ -206,10 +206,10 @@ def test_a_region_changes_the_image(bed, cfg):
     assert torch.isfinite(out).all() and (out - bed.vanilla(batch=2, cfg=cfg)).abs().max().item() > 1e-3
 
 
-def test_outside_every_region_the_tokens_get_the_models_attention_bit_for_bit(bed):
-    """At a selected layer the prompt's tokens and the image tokens outside the region get exactly
-    what the model's attention returns; inside it the region acts; the local prompt's stream attends
-    to itself and the image."""
+def test_outside_every_region_the_tokens_get_the_models_attention(bed):
+    """At a selected layer the prompt's tokens and the image tokens outside the region get the model's
+    attention (computed split at the prompt's keys: within float rounding of the model's call); inside it
+    the region acts; the local prompt's stream attends to itself and the image, bit for bit."""
     regions = region(bed.comfy, bed.conditioning(5, 7), x=0.0, width=0.5)
     calls = spy_calls(lambda: bed.sample(regional(bed.comfy, bed.model, regions, layers="double.1"), batch=1, steps=1))
     override, args, _, out = next(c for c in calls if c[2] == ("double", 1))
@@ -222,8 +222,7 @@ def test_outside_every_region_the_tokens_get_the_models_attention_bit_for_bit(be
     outside = torch.zeros(h, w, dtype=torch.bool)
     outside[:, w // 2:] = True  # the region covers the left half
     outside = torch.cat([torch.ones(layout.text, dtype=torch.bool), outside.flatten()])
-    assert torch.equal(main_out[:, outside], chain[:, outside])
-    assert not torch.equal(main_out, chain)
+    assert_outside_the_region_is_the_models_attention(main_out, chain, outside)
     image = slice(layout.text, None)
     own = plain_attention(q_l, torch.cat([k_l, k[..., image, :]], -2), torch.cat([v_l, v[..., image, :]], -2))
     assert torch.equal(stream_out, own)
