@@ -20,7 +20,7 @@ unchanged, so it is the same as giving content token j the mean of the aesthetic
 positions j, j + T, ... of the repeated aesthetic (a plain tile when T_e divides T).
 
 In the joint attention of a diffusion transformer the aesthetic prompt is a text stream appended to the
-context for the evaluation (``dit_streams``), so each layer projects it with its own value projection:
+context for the evaluation (``text_streams``), so each layer projects it with its own value projection:
 at the selected layers the prompt's text values of cond rows become V_c + s * V_aes, with V_aes the
 aesthetic stream's values at the layer, token-aligned to the prompt as above; uncond rows keep V_c.
 """
@@ -105,6 +105,7 @@ class AestheticMixControl(AttentionControl):
     _cache: dict = field(default_factory=dict, compare=False, repr=False)  # per device/dtype/layout
     feature = "aesthetic mixing"
     joint_attention = True
+    separate_attention = True
 
     def _cached(self, key, make):
         value = self._cache.get(key)
@@ -117,13 +118,18 @@ class AestheticMixControl(AttentionControl):
         layout = call.layout(v.shape[0])
         if 0 not in layout.cond_or_uncond:  # an uncond-only call: nothing to mix
             return q, k, v
-        aesthetic = self._cached((v.device, v.dtype), lambda: self.aesthetic.to(device=v.device, dtype=v.dtype))
         weights = self._cached((v.device, v.dtype, layout), lambda: row_weights(layout, self.strength).to(v))
-        module = call.module(self.slot)
-        aesthetic_values = align_tokens(self.value_branch(module.to_v, aesthetic), v.shape[1])
+        if call.text_in_streams:  # a video transformer: its own text path made the aesthetic prompt's values
+            stream = call.streams.get(id(self))
+            if stream is None:  # not carried in this call (see dispatch.dit_override.with_streams)
+                return q, k, v
+            aesthetic_values = align_tokens(stream[1][:1], v.shape[1])
+        else:  # a UNet: the layer's own value projection of the aesthetic embedding
+            aesthetic = self._cached((v.device, v.dtype), lambda: self.aesthetic.to(device=v.device, dtype=v.dtype))
+            aesthetic_values = align_tokens(self.value_branch(call.module(self.slot).to_v, aesthetic), v.shape[1])
         return q, k, mix_values(v, aesthetic_values, self.strength, layout, weights)
 
-    def dit_streams(self, run) -> list:
+    def text_streams(self, run) -> list:
         width = run.text_width()
         if self.aesthetic.shape[-1] != width:
             raise AtelierError("AtelierAestheticMix", "clip",

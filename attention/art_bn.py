@@ -81,6 +81,7 @@ class ArtBNAttentionControl(AttentionControl):
     layers: LayerSelection = LayerSelection()
     window: Window = Window()
     slot: str = "attn1"
+    separate_attention = True
     feature = "ArtBN"
     named_in_errors = "ArtBN statistics alignment"
     reference_node = "AtelierArtBN"

@@ -13,7 +13,7 @@ a query token outside every region gets exactly the chain's output.
 
 A diffusion transformer has no cross-attention: its prompt tokens pass through the model's text
 stream and join the image tokens in one attention per block. A local prompt L_i therefore needs its
-own text stream: it is appended to the context for the evaluation (``dit_streams``, carried by
+own text stream: it is appended to the context for the evaluation (``text_streams``, carried by
 ``dispatch.dit_override.with_streams``), and in every attention call its tokens attend to themselves
 and the row's image tokens, never to the prompt, while the prompt and image tokens never see them.
 On the image queries Q of every cond row, at the selected layers:
@@ -36,7 +36,6 @@ import weakref
 
 import torch
 
-from .core.chain import default_attention
 from .core.controls import AttentionControl
 from .core.lse_attention import attention_with_lse, merge_attention
 from .core.errors import AtelierError
@@ -91,8 +90,12 @@ class Region:
 
 
 def activation_grid(call, tokens: int) -> tuple:
-    """(h, w) of the layer's activations, whose h * w query tokens are laid out row-major."""
+    """(h, w) of the layer's activations, whose h * w query tokens are laid out row-major; (frames, h, w)
+    of a video transformer's, whose first frames * h * w query tokens are its latent's (frame-major; any
+    tokens after them, a model's guide frames, lie outside every region)."""
     shape = call.activations_shape
+    if shape is not None and len(shape) == 5 and shape[-3] * shape[-2] * shape[-1] <= tokens:
+        return tuple(shape[-3:])
     if shape is not None and shape[-2] * shape[-1] == tokens:
         return shape[-2], shape[-1]
     original = call.extra_options.get("original_shape")
@@ -204,7 +207,9 @@ def regional_blend(chain_out, q, k, v, rows, regions_and_weights, grid, local_kv
     if full is None:
         full = attention(q_c, cond_rows(k, rows), cond_rows(v, rows))
     masks = torch.stack([region.grid(*grid, device=q.device, dtype=q.dtype) * weight
-                         for region, weight in regions_and_weights])  # (R, tokens)
+                         for region, weight in regions_and_weights])  # (R, tokens of the grid)
+    if masks.shape[1] < q.shape[1]:  # tokens after the grid (a video model's guide frames): in no region
+        masks = torch.nn.functional.pad(masks, (0, q.shape[1] - masks.shape[1]))
     n, count = q_c.shape[0], masks.shape[0]
     local_kvs = [local_kv(region) for region, _ in regions_and_weights]
     stacked = local_kvs[0] if count == 1 else _stacked_once(regions_and_weights[0][0], local_kvs)
@@ -281,6 +286,7 @@ class RegionalControl(AttentionControl):
     slot: str = "attn2"
     feature = "regional attention"
     joint_attention = True
+    separate_attention = True
     outermost = True  # on a DiT it needs the whole batch, unsplit and unmasked
     reads_reference_row = False  # each row alone (see AttentionControl)
 
@@ -293,15 +299,21 @@ class RegionalControl(AttentionControl):
         rows = call.layout(q.shape[0]).rows_of(0)
         if not active or not rows:
             return chain_out
-        module = call.module("attn2")
+        if call.text_in_streams:  # a video transformer: its own text path made each local prompt's keys and values
+            active = [(r, c) for r, c in active if id(r) in call.streams]
+            local_kv = lambda region: tuple(t[:1] for t in call.streams[id(region)])  # noqa: E731 (rows alike)
+        else:  # a UNet: the layer's own projections of the local prompt, once per sampling run
+            module = call.module("attn2")
+            local_kv = lambda region: cached_projection(module, region, k, call.run)  # noqa: E731
+        if not active:
+            return chain_out
         grid = activation_grid(call, q.shape[1])
         # below us only ComfyUI's attention: the chain's cond rows are A(Q, D) already
         full = cond_rows(chain_out, rows) if call.is_plain(next_attention) else None
-        return regional_blend(chain_out, q, k, v, rows, active, grid,
-                              lambda region: cached_projection(module, region, k, call.run),
-                              lambda q_, k_, v_: default_attention(q_, k_, v_, call), full=full)
+        return regional_blend(chain_out, q, k, v, rows, active, grid, local_kv,
+                              lambda q_, k_, v_: call.plain_attention(q_, k_, v_), full=full)
 
-    def dit_streams(self, run) -> list:
+    def text_streams(self, run) -> list:
         """A text stream per region whose weight at this step is not 0."""
         position = step_position(run)
         streams = []

@@ -351,6 +351,7 @@ class SharedAttentionControl(AttentionControl):
     slot: str = "attn1"
     feature = "StyleAligned"
     joint_attention = True
+    separate_attention = True
     reference_node = "AtelierStyleAligned"
 
     def attend(self, next_attention, q, k, v, call, mask=None):

@@ -218,7 +218,7 @@ def sampling_context(guider, trajectory):
         return None, "the sampler holds no model patcher"
     diffusion_model = patcher.get_model_object("diffusion_model")
     family = family_of(diffusion_model)
-    if family is None or family.joint:
+    if family is None or family.kind != "unet":
         return None, f"it works on UNet models (SD1.x, SD2.x, SDXL); this is a {type(diffusion_model).__name__}"
     options = patcher.model_options
     transformer_options = options.get("transformer_options", {})

@@ -6,7 +6,7 @@ from __future__ import annotations
 import torch
 
 from ..attention.core.rows import chunk_layout
-from ..attention.models import joint_family_of
+from ..attention.models import transformer_family_of
 from . import ddim
 from .trajectory import RowConds, Trajectory
 
@@ -52,7 +52,7 @@ def zero_conditioning(model) -> list:
     base = model.model
     unet_config = base.model_config.unet_config
     context_dim = unet_config.get("context_dim") or unet_config.get("context_in_dim") or 768
-    family = joint_family_of(base.diffusion_model)
+    family = transformer_family_of(base.diffusion_model)
     if family is not None:  # a DiT: the text width its adapter reads off the model (SD3, Qwen-Image, ...)
         context_dim = family.context_width(base.diffusion_model)
     extra = {}

@@ -6,6 +6,7 @@ from typing import Optional
 
 import torch
 
+from .chain import default_attention
 from .rows import ChunkLayout, chunk_layout
 from .schedule import percent_at
 from .tokens import TokenLayout
@@ -52,6 +53,12 @@ class AttentionCall:
     # the chain's last link when that is the model's own attention (no other pack's replace or override
     # below the controls): a control whose next_attention is this gets plain attention's output from it
     plain_end: object = None
+    # plain(q, k, v, mask=None): the model's attention function itself, no override (transformers); on a
+    # UNet ComfyUI's attention as its CrossAttention calls it
+    plain: object = None
+    # extra prompts carried through the model's text path this evaluation, by owner (id of a region or
+    # control): their (q, k, v) at this call in joint attention, their (k, v) in a cross-attention call
+    streams: dict = field(default_factory=dict)
 
     @property
     def heads(self) -> int:
@@ -64,9 +71,19 @@ class AttentionCall:
     def activations_shape(self) -> Optional[list]:
         return self.extra_options.get("activations_shape")
 
+    @property
+    def text_in_streams(self) -> bool:
+        """Whether the model's own text path makes the keys and values of the prompts a control adds (a
+        video transformer: they ride in ``streams``), rather than the layer's projections (a UNet)."""
+        return self.run.family is not None and self.run.family.kind == "separate"
+
     def is_plain(self, next_attention) -> bool:
         """Whether ``next_attention`` is the model's own attention itself (nothing else below)."""
         return self.plain_end is not None and next_attention is self.plain_end
+
+    def plain_attention(self, q, k, v, mask=None):
+        """The model's own attention of q over k, v at this call (no control, no other pack)."""
+        return default_attention(q, k, v, self, mask) if self.plain is None else self.plain(q, k, v, mask)
 
     def module(self, slot: str):
         """This layer's attention module of ``slot`` in the model being run (its own projections)."""
@@ -82,9 +99,7 @@ class DiTAttentionCall(AttentionCall):
 
     tokens: TokenLayout = None
     n_heads: int = 1
-    streams: dict = field(default_factory=dict)
     batch: int = 0
-    plain: object = None  # plain(q, k, v, mask=None): the model's attention function, no override
 
     @property
     def heads(self) -> int:
@@ -93,6 +108,3 @@ class DiTAttentionCall(AttentionCall):
     @property
     def activations_shape(self):
         return [1, 1, *self.tokens.grid]
-
-    def plain_attention(self, q, k, v, mask=None):
-        return self.plain(q, k, v, mask)

@@ -24,6 +24,10 @@ class AttentionControl:
     feature: str = ""  # what users call the method: a column of the README's support table
     named_in_errors: str = ""  # how a refusal names it (default: ``feature``)
     joint_attention: bool = False  # has a path through a diffusion transformer's joint attention
+    # its attend / prepare also serve a video transformer's separate self- and cross-attention calls
+    # (tokens of one row as a UNet layer's: (batch, tokens, heads * dim)); False for controls that need
+    # a UNet's own parts (GroupNorms, IP-Adapter layers)
+    separate_attention: bool = False
     outermost: bool = False  # DiT: its dit_attend wraps every other control (it needs the unsplit batch)
     # whether what the control gives a row may depend on row 0 of its chunk (the reference): then
     # reference-image mode's cache records and replays row 0 at the control's layers
@@ -66,9 +70,10 @@ class AttentionControl:
     def dit_attend(self, next_attention, q, k, v, call, mask=None):
         return next_attention(q, k, v, call, mask)
 
-    def dit_streams(self, run: RunInfo) -> list:
-        """Extra prompts carried through the model's text stream this evaluation: [(owner id, context
-        (1, T, D)), ...]; their q/k/v reach ``dit_attend`` as ``call.streams[owner]``."""
+    def text_streams(self, run: RunInfo) -> list:
+        """Extra prompts carried through a transformer's text path this evaluation: [(owner id, context
+        (1, T, D)), ...]; their q/k/v (joint attention) or k/v (cross-attention) reach the control as
+        ``call.streams[owner]``."""
         return []
 
     # ---- GroupNorms (slot "norm"; see ``attention/group_norm.py``) -----------------------------

@@ -6,14 +6,17 @@ selections, how the layer of an attention call in progress is known, the token l
 call, and which methods it cannot run and why. Methods (StyleAligned, regional attention, value
 mixing, ...) are written once against this interface and never name a model class.
 
-Two kinds of family exist:
+Three kinds of family exist (:attr:`ModelFamily.kind`):
 
-- ``joint = False`` (UNets): self- and cross-attention are separate calls; the dispatcher installs
-  one ``patches_replace`` attention replace per layer and slot (``attn1`` / ``attn2``).
-- ``joint = True`` (diffusion transformers): text and image tokens meet in one attention call per
+- ``"unet"``: self- and cross-attention are separate calls of each transformer block; the dispatcher
+  installs one ``patches_replace`` attention replace per layer and slot (``attn1`` / ``attn2``).
+- ``"joint"`` (image diffusion transformers): text and image tokens meet in one attention call per
   block; the dispatcher installs one ``optimized_attention_override`` per model evaluation and asks
   the adapter for the call's layer (:meth:`ModelFamily.layer_key`) and tokens
   (:meth:`ModelFamily.token_layout`).
+- ``"separate"`` (video transformers: Wan, LTX): self-attention over the video tokens and
+  cross-attention to the prompt are separate calls, reached through the attention override; the adapter
+  names each call's slot (:meth:`ModelFamily.separate_slot`) and the controls run as on a UNet's.
 """
 from __future__ import annotations
 
@@ -28,10 +31,13 @@ class ModelFamily:
     """One model family. Subclasses override what differs; instances are stateless singletons."""
 
     name: str = ""  # what users read in messages and the README table, e.g. "Flux.1"
-    joint: bool = True  # one joint [text | image] attention per block (a DiT), else UNet slots
+    kind: str = "joint"  # "unet", "joint" or "separate" (see the module docstring)
     block_kinds: tuple = ()  # the words of its layer keys, e.g. ("double", "single")
-    # q/k/v as the attention call receives them: "heads_first" (B, H, T, D) or "tokens_first" (B, T, H*D)
-    qkv_layout: str = "heads_first"
+
+    @property
+    def joint(self) -> bool:
+        """Text and image tokens in one attention call per block (an image DiT)."""
+        return self.kind == "joint"
 
     def matches(self, diffusion_model) -> bool:
         raise NotImplementedError
@@ -75,6 +81,12 @@ class ModelFamily:
         None where this model call cannot carry streams (they are then left out, with a warning)."""
         return 0
 
+    def stream_mask(self, attention_mask, stream_tokens: int):
+        """The model's text mask (``attention_mask``) extended over ``stream_tokens`` tokens of streams
+        appended after the prompt (they have no padding), or None where this family cannot carry streams
+        beside a mask (they are then left out, with a warning)."""
+        return None
+
     def mark_blocks(self, transformer_options: dict, diffusion_model):
         """Make the layer of each attention call known where the model itself writes no block index
         (a block replace that marks it). Called once per model evaluation with controls active."""
@@ -97,6 +109,13 @@ class ModelFamily:
         meets them there."""
         return torch.cat([context, *parts], dim=1)
 
+    def separate_slot(self, transformer_options: dict, q, k, seen: list, diffusion_model=None):
+        """A "separate" family's attention call at a layer: "attn1" (self-attention over the video tokens),
+        "attn2" (cross-attention to the prompt) or None (a call no control acts on: an image or audio
+        cross-attention). ``seen``: (query tokens, key tokens, query width) of the block's earlier calls
+        in this evaluation."""
+        return None
+
     def refusal(self, feature: str, diffusion_model=None) -> str | None:
         """Why this family (this model of it, where given) cannot run ``feature`` (a control's
         ``feature``, or :data:`INVERSION`), or None when it can as far as the family knows."""
@@ -112,3 +131,30 @@ def patch_grid(x, patch: int) -> tuple:
     """(h, w) of the image tokens of latent ``x`` (…, H, W) cut into ``patch`` x ``patch`` patches
     (models pad the latent to whole patches)."""
     return -(-x.shape[-2] // patch), -(-x.shape[-1] // patch)
+
+
+class BlockMarker:
+    """``patches_replace["dit"]`` replace of block ``index``: runs the block (or the replace that was
+    there) with ``options[key] = index`` in a copy of its transformer_options."""
+
+    def __init__(self, index: int, base, key: str):
+        self.index, self.base, self.key = index, base, key
+
+    def __call__(self, args: dict, extra: dict):
+        options = dict(args.get("transformer_options") or {})
+        options[self.key] = self.index
+        args = dict(args, transformer_options=options)
+        if self.base is not None:
+            return self.base(args, extra)
+        return extra["original_block"](args)
+
+
+def mark_dit_blocks(transformer_options: dict, replace_name: str, blocks: int, key: str):
+    """A :class:`BlockMarker` on each of ``blocks`` blocks of ``patches_replace["dit"]``
+    (``(replace_name, i)``), wrapping the replace already there."""
+    replaces = dict(transformer_options.get("patches_replace", {}))
+    table = dict(replaces.get("dit", {}))
+    for i in range(blocks):
+        table[(replace_name, i)] = BlockMarker(i, table.get((replace_name, i)), key)
+    replaces["dit"] = table
+    transformer_options["patches_replace"] = replaces

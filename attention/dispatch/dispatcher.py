@@ -19,8 +19,10 @@ from ..core.calls import AttentionCall, RunInfo
 from ..core.chain import chain, default_attention
 from ..core.errors import AtelierError
 from ..core.keys import CURRENT_OPTIONS, PACK_KEY, RECORD_KEY, REPLAY_KEY, RUN_KEY
-from .dit_override import install_override, with_streams
+from .dit_override import install_override
 from .prompt_count import outer_sample_wrapper
+from .separate_override import install_separate_override
+from .streams import with_streams
 
 try:  # guarded: the maths in this package imports without ComfyUI
     import comfy.patcher_extension as patcher_extension
@@ -52,9 +54,9 @@ def _found(model, diffusion_model) -> str:
 def require_unet(model, node: str, input_name: str = "model"):
     diffusion_model = model.get_model_object("diffusion_model")
     family = models.family_of(diffusion_model)
-    if family is None or family.joint:
+    if family is None or family.kind != "unet":
         raise AtelierError(node, input_name, f"this is a {_found(model, diffusion_model)}; the node supports "
-                           f"{models.supported_names(joint=False)} models.",
+                           f"{models.supported_names(kind='unet')} models.",
                            "load an SD1.5 or SDXL checkpoint, or leave this node out for this model.")
     return diffusion_model
 
@@ -74,12 +76,17 @@ def require_supported(model, node: str, controls=(), input_name: str = "model", 
         names = "; ".join(f"{name}: {why}" for name, why in refused)
         raise AtelierError(node, input_name, f"this is a {family.name} model, which cannot run {names}.",
                            "turn that option off for this model, or use a model of another family.")
-    missing = sorted({c.describe() for c in controls if family.joint and not c.joint_attention})
+    missing = sorted({c.describe() for c in controls if not runs_on(c, family)})
     if missing:
         raise AtelierError(node, input_name, f"this is a {family.name} model; {', '.join(missing)} works on "
-                           f"{models.supported_names(joint=False)} models only so far.",
+                           f"{models.supported_names(kind='unet')} models only so far.",
                            "turn that option off for this model, or use an SD1.5 or SDXL checkpoint.")
     return diffusion_model
+
+
+def runs_on(control, family) -> bool:
+    """Whether ``control`` (an instance or its class) has a path for ``family``'s kind of attention."""
+    return {"unet": True, "joint": control.joint_attention, "separate": control.separate_attention}[family.kind]
 
 
 def controls_of(model) -> tuple:
@@ -129,11 +136,15 @@ def apply_model_wrapper(executor, x, t, c_concat, c_crossattn, control, transfor
                       diffusion_model=diffusion_model, family=family)
         transformer_options[RUN_KEY] = run
         active = [c for c in controls if c.active_at(run)]
-        if family.joint:
-            c_crossattn, tokens = with_streams(active, run, family, x, c_crossattn, kwargs, transformer_options)
-            install_override(transformer_options, family, layer_table(active, keys), run, tokens)
-        else:
+        if family.kind == "unet":
             _install_dispatchers(transformer_options, active, keys, run)
+        else:
+            c_crossattn, tokens = with_streams(active, run, family, x, c_crossattn, kwargs, transformer_options)
+            if family.joint:
+                install_override(transformer_options, family, layer_table(active, keys), run, tokens)
+            else:
+                slots = {slot: layer_table([c for c in active if c.slot == slot], keys) for slot in ("attn1", "attn2")}
+                install_separate_override(transformer_options, family, slots, run, tokens)
     token = CURRENT_OPTIONS.set(transformer_options)
     try:
         return executor(x, t, c_concat, c_crossattn, control, transformer_options, **kwargs)

@@ -12,13 +12,12 @@ ends the chain at the base attention: an override another pack had installed (it
 the attention function itself. Calls at layers no control selects go straight to the base, so
 neutral settings reproduce vanilla output bit for bit.
 
-A control acts on a DiT through its own ``dit_prepare`` / ``dit_attend`` / ``dit_streams`` hooks
+A control acts on a DiT through its own ``dit_prepare`` / ``dit_attend`` / ``text_streams`` hooks
 (``attention/core/controls.py``); a control without a joint-attention path is refused by name when a node
 attaches it (``dispatcher.require_supported``).
 """
 from __future__ import annotations
 
-import dataclasses
 import functools
 import logging
 
@@ -133,38 +132,3 @@ def install_override(transformer_options: dict, family, table: dict, run, tokens
     base = transformer_options.get(OVERRIDE_KEY)
     transformer_options[OVERRIDE_KEY] = DiTOverride(family, table, base, run, tokens)
     family.mark_blocks(transformer_options, run.diffusion_model)
-
-
-def with_streams(controls, run, family, x, context, model_kwargs: dict, transformer_options: dict | None = None):
-    """(context with the text streams the active ``controls`` need appended, its TokenLayout).
-
-    A stream is an extra prompt (1, T, D) carried through the model's text stream after the
-    sampler's prompt, the same for every row. None are added where the model masks attention
-    (``attention_mask``): the mask would not cover them."""
-    streams = [stream for control in controls for stream in control.dit_streams(run)]
-    if not streams or model_kwargs.get("attention_mask") is not None or context is None:
-        if streams:
-            _warn_once("masked", "this model call has an attention mask: regional/aesthetic prompts are "
-                                 "left out of it")
-        return context, family.token_layout(run.diffusion_model, x, context, model_kwargs)
-    filler = family.stream_filler(run.diffusion_model, model_kwargs, sum(s.shape[1] for _, s in streams))
-    if filler is None:
-        _warn_once(f"streams {family.name}", f"this {family.name} model call cannot carry regional/aesthetic "
-                                             "prompts (reference images): they are left out of it")
-        return context, family.token_layout(run.diffusion_model, x, context, model_kwargs)
-    if filler:
-        streams.append((None, context.new_zeros(1, filler, context.shape[-1])))
-    parts = [s.to(device=context.device, dtype=context.dtype).expand(context.shape[0], -1, -1) for _, s in streams]
-    layout = dataclasses.replace(family.token_layout(run.diffusion_model, x, context, model_kwargs),
-                                 streams=tuple(p.shape[1] for p in parts), stream_keys=tuple(key for key, _ in streams))
-    options = transformer_options if transformer_options is not None else {}
-    return family.carry_streams(options, run.diffusion_model, context, parts), layout
-
-
-_warned: set = set()
-
-
-def _warn_once(key: str, message: str):
-    if key not in _warned:
-        _warned.add(key)
-        log.warning(message)

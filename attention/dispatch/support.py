@@ -4,11 +4,13 @@ the controls' own attributes (tests/comfy/test_family_support.py keeps README an
 A column is a method as users know it (a control class's ``feature``; several classes may share one,
 e.g. ArtBN on attention and on GroupNorms), then inversion with the reference-image mode. A family runs
 a method when every control class of it has a path for the family's kind of attention (every control
-runs on UNets; on a DiT it needs ``joint_attention``) and the family's adapter does not refuse it.
+runs on UNets; on an image DiT it needs ``joint_attention``, on a video transformer
+``separate_attention``) and the family's adapter does not refuse it.
 """
 from __future__ import annotations
 
 from ..core.family import INVERSION
+from .dispatcher import runs_on
 
 INVERSION_COLUMN = "inversion + reference image"
 
@@ -25,7 +27,7 @@ def works(family, feature: str, classes=()) -> bool:
     """Whether ``family`` runs ``feature`` (made of the control ``classes``)."""
     if family.refusal(feature) is not None:
         return False
-    return not family.joint or all(c.joint_attention for c in classes)
+    return all(runs_on(c, family) for c in classes)
 
 
 def support_table(families, controls) -> str:

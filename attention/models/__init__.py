@@ -7,10 +7,10 @@ families: the README's support table, the nodes' tooltips and the layer-selectio
 """
 from __future__ import annotations
 
-from . import chroma, flux, flux2, krea2, lumina, qwen_image, sd3, unet
+from . import chroma, flux, flux2, krea2, lumina, ltx, minimax, qwen_image, sd3, unet, wan
 
 FAMILIES = (unet.FAMILY, flux.FAMILY, sd3.FAMILY, qwen_image.FAMILY, krea2.FAMILY, lumina.FAMILY, flux2.FAMILY,
-            chroma.FAMILY)
+            chroma.FAMILY, wan.FAMILY, ltx.LTX_VIDEO, ltx.LTX2, minimax.FAMILY)
 
 
 def family_of(diffusion_model):
@@ -21,15 +21,15 @@ def family_of(diffusion_model):
     return None
 
 
-def joint_family_of(diffusion_model):
-    """The adapter of a supported diffusion transformer (joint attention), or None."""
+def transformer_family_of(diffusion_model):
+    """The adapter of a supported transformer (joint or separate attention: anything but a UNet), or None."""
     family = family_of(diffusion_model)
-    return family if family is not None and family.joint else None
+    return family if family is not None and family.kind != "unet" else None
 
 
-def supported_names(joint: bool | None = None) -> str:
-    """'A, B and C': the supported families' names (only DiTs / only UNets with ``joint``)."""
-    names = [f.name for f in FAMILIES if joint is None or f.joint == joint]
+def supported_names(kind: str | None = None) -> str:
+    """'A, B and C': the supported families' names (only those of one ``kind``: "unet", "joint", ...)."""
+    names = [f.name for f in FAMILIES if kind is None or f.kind == kind]
     return ", ".join(names[:-1]) + (" and " if len(names) > 1 else "") + names[-1]
 
 

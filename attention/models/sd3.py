@@ -1,7 +1,7 @@
 """SD3.x (MMDiT): comfy/ldm/modules/diffusionmodules/mmdit.py.
 
 ``joint`` blocks only, and the model writes no block index: each evaluation the adapter puts a
-``patches_replace["dit"]`` block replace on every joint block (:class:`JointBlockMarker`) that
+``patches_replace["dit"]`` block replace on every joint block (``core.family.BlockMarker``) that
 writes :data:`JOINT_KEY` into a copy of the block's transformer_options and calls the block (or the
 replace another pack had there). Layer keys ``("joint", i)``, named ``joint.5``. q and k arrive as
 (batch, tokens, heads * dim), v as (batch, tokens, heads, dim); tokens ``[register | text | image]``.
@@ -9,7 +9,7 @@ SD3.5 Medium's extra image-only attention (MMDiT-X) is left alone.
 """
 from __future__ import annotations
 
-from ..core.family import ModelFamily, patch_grid
+from ..core.family import ModelFamily, mark_dit_blocks, patch_grid
 from ..core.tokens import TokenLayout
 
 try:  # guarded: the maths in this package imports without ComfyUI
@@ -20,37 +20,9 @@ except ImportError:  # pragma: no cover - exercised only outside ComfyUI
 JOINT_KEY = "attention_atelier.joint_block"  # set in a joint block's transformer_options by the marker
 
 
-class JointBlockMarker:
-    """``patches_replace["dit"]`` replace of block ``index``: runs the block (or the replace that was
-    there) with ``options[key] = index`` in a copy of its transformer_options."""
-
-    def __init__(self, index: int, base, key: str = JOINT_KEY):
-        self.index, self.base, self.key = index, base, key
-
-    def __call__(self, args: dict, extra: dict):
-        options = dict(args.get("transformer_options") or {})
-        options[self.key] = self.index
-        args = dict(args, transformer_options=options)
-        if self.base is not None:
-            return self.base(args, extra)
-        return extra["original_block"](args)
-
-
-def mark_blocks(transformer_options: dict, replace_name: str, blocks: int, key: str = JOINT_KEY):
-    """A :class:`JointBlockMarker` on each of ``blocks`` blocks of ``patches_replace["dit"]``
-    (``(replace_name, i)``), wrapping the replace already there."""
-    replaces = dict(transformer_options.get("patches_replace", {}))
-    table = dict(replaces.get("dit", {}))
-    for i in range(blocks):
-        table[(replace_name, i)] = JointBlockMarker(i, table.get((replace_name, i)), key)
-    replaces["dit"] = table
-    transformer_options["patches_replace"] = replaces
-
-
 class SD3Family(ModelFamily):
     name = "SD3.x"
     block_kinds = ("joint",)
-    qkv_layout = "tokens_first"
 
     def matches(self, diffusion_model) -> bool:
         return MMDiT is not None and isinstance(diffusion_model, MMDiT)
@@ -63,7 +35,7 @@ class SD3Family(ModelFamily):
         return ("joint", index) if index is not None else None
 
     def mark_blocks(self, transformer_options: dict, diffusion_model):
-        mark_blocks(transformer_options, "double_block", len(diffusion_model.joint_blocks))
+        mark_dit_blocks(transformer_options, "double_block", len(diffusion_model.joint_blocks), JOINT_KEY)
 
     def context_width(self, diffusion_model) -> int:
         return diffusion_model.context_embedder.in_features

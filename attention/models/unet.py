@@ -45,7 +45,7 @@ def transformer_blocks(diffusion_model):
 
 class UNetFamily(ModelFamily):
     name = "SD1.x / SD2.x / SDXL (UNet)"
-    joint = False
+    kind = "unet"
     block_kinds = BLOCK_KINDS
 
     def matches(self, diffusion_model) -> bool:
