@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from tests.pack import pack_module
+from tests.tolerance import ONE_CALL, OPS, assert_changed, assert_close, assert_exact
 
 am = pack_module("attention.aesthetic_mix")
 controls = pack_module("attention.core.controls")
@@ -77,7 +78,7 @@ def test_mixed_attention_matches_formula(cond_or_uncond, content_tokens, aesthet
                 values = attn2.to_v(context[row].repeat(reps_c, 1) + s * e[0].repeat(reps_e, 1))
             else:
                 keys, values = k_c, v_c
-            torch.testing.assert_close(got[row], per_head_attention(q[row], keys, values), rtol=1e-10, atol=1e-10)
+            assert_close(got[row], per_head_attention(q[row], keys, values), ulps=ONE_CALL, what=f"row {row}")
 
 
 def test_attention_map_is_the_content_map():
@@ -94,8 +95,8 @@ def test_attention_map_is_the_content_map():
     control = am.AestheticMixControl(aesthetic=torch.randn(1, 5, CTX, dtype=torch.float64), strength=1.0)
     run_control(control, q, k, v, make_call(unet, [1, 0]), capture)
     assert seen["q"] is q and seen["k"] is k and seen["mask"] is None
-    assert torch.equal(seen["v"][:2], v[:2])  # uncond chunk
-    assert not torch.allclose(seen["v"][2:], v[2:])  # cond chunk
+    assert_exact(seen["v"][:2], v[:2], "uncond chunk's values")
+    assert_changed(seen["v"][2:], v[2:], what="cond chunk's values")
 
 
 def test_strength_zero_is_identity_bit_for_bit():
@@ -103,7 +104,7 @@ def test_strength_zero_is_identity_bit_for_bit():
     v = torch.randn(6, 5, 8)
     aesthetic_values = torch.randn(1, 5, 8)
     for layout in (rows.chunk_layout(6, [1, 0]), rows.chunk_layout(6, [0]), rows.chunk_layout(6, [1, 0, 0])):
-        assert torch.equal(am.mix_values(v, aesthetic_values, 0.0, layout), v)
+        assert_exact(am.mix_values(v, aesthetic_values, 0.0, layout), v, "strength 0")
 
 
 def test_uncond_rows_are_untouched_bit_for_bit():
@@ -111,8 +112,9 @@ def test_uncond_rows_are_untouched_bit_for_bit():
     v = torch.randn(6, 5, 8)
     layout = rows.chunk_layout(6, [1, 0, 1])
     mixed = am.mix_values(v, torch.randn(1, 5, 8), 2.0, layout)
-    assert torch.equal(mixed[:2], v[:2]) and torch.equal(mixed[4:], v[4:])
-    assert not torch.equal(mixed[2:4], v[2:4])
+    assert_exact(mixed[:2], v[:2], "first uncond chunk")
+    assert_exact(mixed[4:], v[4:], "second uncond chunk")
+    assert_changed(mixed[2:4], v[2:4], what="cond chunk")
 
 
 def test_per_row_aesthetic_goes_to_its_row_in_every_cond_chunk():
@@ -129,14 +131,15 @@ def test_align_tokens_is_the_lcm_repetition_folded(tokens, length):
     common = math.lcm(tokens, length)
     repeated = x.repeat(1, common // tokens, 1)
     want = torch.stack([repeated[:, j::length].mean(dim=1) for j in range(length)], dim=1)
-    torch.testing.assert_close(am.align_tokens(x, length), want)
+    assert_close(am.align_tokens(x, length), want, ulps=OPS, what="folded lcm repetition")
 
 
 def test_layer_values_is_the_layers_own_projection_and_linear():
     _, attn2 = tiny_unet()
     c, e = torch.randn(1, 5, CTX, dtype=torch.float64), torch.randn(1, 5, CTX, dtype=torch.float64)
     with torch.no_grad():
-        torch.testing.assert_close(attn2.to_v(c) + 0.3 * am.layer_values(attn2.to_v, e), attn2.to_v(c + 0.3 * e))
+        assert_close(attn2.to_v(c) + 0.3 * am.layer_values(attn2.to_v, e), attn2.to_v(c + 0.3 * e), ulps=ONE_CALL,
+                     what="linearity of the projection")
 
 
 def test_a_trained_value_branch_plugs_into_the_same_slot():
@@ -148,7 +151,7 @@ def test_a_trained_value_branch_plugs_into_the_same_slot():
                                      value_branch=zero_linear)
     call = make_call(unet, [0])
     with torch.no_grad():
-        assert torch.equal(run_control(control, q, k, v, call, sdpa), sdpa(q, k, v, call))
+        assert_exact(run_control(control, q, k, v, call, sdpa), sdpa(q, k, v, call), "a zero value branch")
 
 
 def test_attention_module_finds_sd_layers():
