@@ -103,7 +103,8 @@ def rounding_tolerance(expected, *, ulps: float, dtype: torch.dtype | None = Non
     ``dtype``: the precision the compared values were computed in (default: expected's); ``magnitude_of``:
     the values whose rounding is compared when larger than ``expected`` itself (the inputs of a mean)."""
     expected = _tensor(expected)
-    return ulps * torch.finfo(dtype or expected.dtype).eps * magnitude(expected if magnitude_of is None else magnitude_of)
+    scale = magnitude(expected if magnitude_of is None else magnitude_of)
+    return ulps * torch.finfo(dtype or expected.dtype).eps * scale
 
 
 def _log(kind: str, what: str, budget: float, observed: float, mag: float, dtype) -> None:

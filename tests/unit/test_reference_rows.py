@@ -72,7 +72,7 @@ def test_wrapper_feeds_the_model_reference_rows_and_returns_only_the_callers(con
     assert_exact(out, x * 10, "the caller's rows of the output")
     for c, kind in enumerate(cond_or_uncond):
         r = c * (rows + 1)
-        assert_exact(seen["x"][r], torch.full((4, 2, 2), 2.0), "the reference row's latent")  # the latent stored at sigma 1
+        assert_exact(seen["x"][r], torch.full((4, 2, 2), 2.0), "the reference row's latent (stored at sigma 1)")
         assert float(seen["t"][r]) == 1.0
         sign = 1.0 if kind == 0 else -1.0
         assert torch.all(seen["context"][r] == 7.0 * sign)

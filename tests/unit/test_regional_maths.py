@@ -219,7 +219,8 @@ def test_local_prompts_of_different_lengths(tokens):
     regions = [(make_region((0.0, 0.0, 0.6, 1.0), 1.0, 8, tokens=tokens[0]), 1.0),
                (make_region((0.3, 0.2, 0.7, 0.8), 0.6, 9, tokens=tokens[1]), 0.6)]
     got = blend(chain_out, q, k, v, [2, 3], regions, (h, w))
-    assert_close(got, reference(chain_out, q, k, v, [2, 3], regions, (h, w)), ulps=ONE_CALL, what="blend vs the formula")
+    assert_close(got, reference(chain_out, q, k, v, [2, 3], regions, (h, w)), ulps=ONE_CALL,
+                 what="blend vs the formula")
 
 
 def test_full_prompt_attention_passed_in_is_used_as_is():

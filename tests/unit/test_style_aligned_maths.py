@@ -128,7 +128,8 @@ def test_neutral_settings_are_plain_attention():
 def test_single_row_batches_are_plain_attention():
     q, k, v = (torch.randn(2, 6, HEADS * DIM) for _ in range(3))
     layout = rows.chunk_layout(2, [1, 0])  # one row per chunk: nothing to share with
-    assert_exact(sa.shared_attention(q, k, v, layout, sa.SharingSettings(), sdpa), sdpa(q, k, v, None), "one row per chunk")
+    assert_exact(sa.shared_attention(q, k, v, layout, sa.SharingSettings(), sdpa), sdpa(q, k, v, None),
+                 "one row per chunk")
 
 
 def test_adain_gives_reference_statistics():
