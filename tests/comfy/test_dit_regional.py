@@ -11,6 +11,7 @@ import torch
 
 from tests.comfy import dit_helpers
 from tests.comfy.dit_helpers import MIX, aesthetic_mix, conditioning, regional, sample, spy_calls, tiny_flux
+from tests.tolerance import ONE_CALL, OPS, SAMPLING, assert_changed, assert_close, assert_exact
 
 region = functools.partial(dit_helpers.region, weights="1, 1, 0.5, 0")  # a weight per step
 
@@ -30,8 +31,7 @@ def vanilla(comfy, flux):
 def test_weight_zero_reproduces_vanilla_exactly(comfy, flux, vanilla):
     model, pos, neg = flux
     regions = region(comfy, conditioning(model, tokens=5, seed=7), weight=0.0)
-    out = sample(comfy, regional(comfy, model, regions), pos, neg, batch=2)
-    assert (out - vanilla[1.0]).abs().max().item() == 0.0
+    assert_exact(sample(comfy, regional(comfy, model, regions), pos, neg, batch=2), vanilla[1.0], "region weight 0")
 
 
 @pytest.mark.parametrize("cfg", [1.0, 3.0])
@@ -40,18 +40,18 @@ def test_a_region_changes_the_image(comfy, flux, vanilla, cfg):
     regions = region(comfy, conditioning(model, tokens=5, seed=7))
     out = sample(comfy, regional(comfy, model, regions), pos, neg, batch=2, cfg=cfg)
     assert torch.isfinite(out).all()
-    assert (out - vanilla[cfg]).abs().max().item() > 1e-3
+    assert_changed(out, vanilla[cfg], what="a region")
 
 
 def test_appended_prompt_streams_leave_the_prompt_and_image_untouched(comfy, flux):
     """A region selecting no layer still appends its prompt's stream: what the model's prompt and
     image tokens compute must not change (the stream is kept apart in every call; matmuls over a
-    longer text sequence may round differently, hence the 1e-5)."""
+    longer text sequence may round differently: SAMPLING ulps)."""
     model, pos, neg = flux
     regions = region(comfy, conditioning(model, tokens=5, seed=7))
     plain = sample(comfy, model, pos, neg, batch=2, steps=2)
     kept_apart = sample(comfy, dit_helpers.regional_at_no_layer(model, regions, ("double", 99)), pos, neg, batch=2, steps=2)
-    torch.testing.assert_close(kept_apart, plain, rtol=0, atol=1e-5)
+    assert_close(kept_apart, plain, ulps=SAMPLING, what="a stream carried through no layer")
 
 
 def attention(q, k, v):
@@ -93,12 +93,13 @@ def test_regional_formula_against_an_independent_computation(comfy, flux):
     reused = dit_regional.dit_regional_blend(chain_out, q, k, v, [0], [(box, 0.7)], image, layout.grid,
                                              lambda r: (k_l, v_l), lambda q_, k_, v_: flat(attention(q_, k_, v_)),
                                              full=chain_out[:, image])
-    torch.testing.assert_close(reused, out, rtol=1e-12, atol=1e-12)  # the chain's A(Q, [D ; I]), given
+    assert_close(reused, out, ulps=ONE_CALL, what="the chain's A(Q, [D ; I]) given")  # vs its image rows recomputed
     expected = chain_out.clone()
     expected[:, image] = chain_out[:, image] + (m * 0.7)[None, :, None] * (own - full)
-    torch.testing.assert_close(out, expected, rtol=1e-9, atol=1e-9)
+    assert_close(out, expected, ulps=ONE_CALL, what="the blend vs the formula")
     outside = torch.cat([torch.ones(text, dtype=torch.bool), m == 0])
-    assert outside.any() and torch.equal(out[:, outside], chain_out[:, outside])  # bit for bit
+    assert outside.any()
+    assert_exact(out[:, outside], chain_out[:, outside], "tokens outside the region")
 
 
 def test_in_the_model_outside_every_region_gets_the_chain_output_bit_for_bit(comfy, flux):
@@ -119,12 +120,12 @@ def test_in_the_model_outside_every_region_gets_the_chain_output_bit_for_bit(com
     outside = torch.zeros(h, w, dtype=torch.bool)
     outside[:, w // 2:] = True  # the region covers the left half
     outside = torch.cat([torch.ones(layout.text, dtype=torch.bool), outside.flatten()])
-    assert torch.equal(main_out[:, outside], chain[:, outside])
-    assert not torch.equal(main_out, chain)  # inside the region it acted
+    assert_exact(main_out[:, outside], chain[:, outside], "tokens outside the region")
+    assert_changed(main_out, chain, what="tokens inside the region")
     image = slice(layout.text, None)
     own = optimized_attention(q_l, torch.cat([k_l, k[..., image, :]], -2), torch.cat([v_l, v[..., image, :]], -2),
                               heads, skip_reshape=True)
-    assert torch.equal(stream_out, own)
+    assert_exact(stream_out, own, "the stream's own attention")
 
 
 def test_with_only_the_models_attention_below_the_chain_output_is_reused(comfy, flux, monkeypatch):
@@ -145,7 +146,7 @@ def test_with_only_the_models_attention_below_the_chain_output_is_reused(comfy, 
     assert given and all(given)
     monkeypatch.setattr(dit_regional, "dit_regional_blend", lambda *args, full=None, **kwargs: blend(*args, **kwargs))
     recomputed = sample(comfy, regional(comfy, model, regions), pos, neg, batch=2, cfg=3.0)
-    torch.testing.assert_close(reused, recomputed, rtol=0, atol=1e-5)
+    assert_close(reused, recomputed, ulps=SAMPLING, what="reused vs recomputed A(Q, [D ; I])")
 
 
 def test_regional_composes_with_style_aligned(comfy, flux):
@@ -157,16 +158,18 @@ def test_regional_composes_with_style_aligned(comfy, flux):
     regions = region(comfy, conditioning(model, tokens=5, seed=7))
     both = sample(comfy, regional(comfy, sa, regions), pos, neg, batch=2)
     sa_only = sample(comfy, sa, pos, neg, batch=2)
-    assert torch.isfinite(both).all() and (both - sa_only).abs().max().item() > 1e-3
+    assert torch.isfinite(both).all()
+    assert_changed(both, sa_only, what="a region on StyleAligned")
 
 
 def test_aesthetic_mix_acts_and_strength_zero_is_vanilla(comfy, flux, vanilla):
     model, pos, neg = flux
     aesthetic = conditioning(model, tokens=3, seed=9)[0][0]
     out = sample(comfy, aesthetic_mix(model, aesthetic, 0.8), pos, neg, batch=2)
-    assert torch.isfinite(out).all() and (out - vanilla[1.0]).abs().max().item() > 1e-3
+    assert torch.isfinite(out).all()
+    assert_changed(out, vanilla[1.0], what="aesthetic mix at 0.8")
     node_out = comfy.node_class(MIX).execute(model, None, "", 0.5, True, "all", 0.0, 1.0).args[0]
-    assert (sample(comfy, node_out, pos, neg, batch=2) - vanilla[1.0]).abs().max().item() == 0.0
+    assert_exact(sample(comfy, node_out, pos, neg, batch=2), vanilla[1.0], "an empty aesthetic")
 
 
 def test_aesthetic_values_formula(comfy, flux):
@@ -177,8 +180,9 @@ def test_aesthetic_values_formula(comfy, flux):
     aes = torch.randn(2, 2, 8, 4)
     weights = torch.tensor([0.5, 0.0]).view(-1, 1, 1, 1)
     out = aesthetic_joint.mix_text_values(v, aes, 8, weights)
-    torch.testing.assert_close(out[0, :, :8], v[0, :, :8] + 0.5 * aes[0])
-    assert torch.equal(out[0, :, 8:], v[0, :, 8:]) and torch.equal(out[1], v[1])
+    assert_close(out[0, :, :8], v[0, :, :8] + 0.5 * aes[0], ulps=OPS, what="mixed text values")
+    assert_exact(out[0, :, 8:], v[0, :, 8:], "image values")
+    assert_exact(out[1], v[1], "uncond row")
 
 
 class StandInTextEncoder:
@@ -203,6 +207,7 @@ def test_aesthetic_node_on_flux_checks_the_text_width(comfy, flux, vanilla):
     node = comfy.node_class(MIX)
     patched = node.execute(model, StandInTextEncoder(32), "golden hour", 0.8, True, "all", 0.0, 1.0).args[0]
     out = sample(comfy, patched, pos, neg, batch=2)
-    assert torch.isfinite(out).all() and (out - vanilla[1.0]).abs().max().item() > 1e-3
+    assert torch.isfinite(out).all()
+    assert_changed(out, vanilla[1.0], what="aesthetic mix")
     with pytest.raises(errors.AtelierError, match=r"AtelierAestheticMix: input 'clip'.*768.*32"):
         node.execute(model, StandInTextEncoder(768), "golden hour", 0.8, True, "all", 0.0, 1.0)
