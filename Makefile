@@ -4,7 +4,7 @@ PY := .venv/bin/python
 COMFYUI ?= 0.3.75 0.33.0
 NEWEST := 0.33.0
 
-.PHONY: setup test demo bench unit
+.PHONY: setup test demo bench unit kernels
 
 setup:
 	@bash scripts/setup_dev.sh
@@ -14,6 +14,11 @@ test: setup
 
 unit:
 	$(PY) -m pytest -q tests/unit
+
+# The unit and in-process tiers under each CPU-kernel setting (native, AVX2, no SIMD, oneDNN at AVX2), on the
+# last test bed of COMFYUI (`make kernels COMFYUI=0.3.75` for the other). Not part of `make test`: ~4x the tiers.
+kernels: setup
+	bash scripts/cpu_kernels.sh $(lastword $(COMFYUI))
 
 demo: setup
 	ATELIER_COMFYUI=$(NEWEST) $(PY) scripts/demo.py

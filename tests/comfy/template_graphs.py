@@ -10,6 +10,7 @@ import json
 import torch
 
 from tests.harness.paths import WORKFLOWS_API_DIR
+from tests.tolerance import SAMPLING, assert_changed, assert_close, assert_exact
 from tiny_models.template_swap import for_test_bed
 
 SIZE = 128  # px
@@ -61,14 +62,14 @@ def assert_rows_1_on_styled_and_row_0_vanilla(comfy, graph: dict, sampler: str, 
     """Row 0 (the style reference) is the graph without the StyleAligned node; every other row differs."""
     styled = sampled(comfy, graph, sampler)
     vanilla = sampled(comfy, without(graph, style_aligned, model_from), sampler)
-    torch.testing.assert_close(styled[0], vanilla[0], rtol=0, atol=1e-5)
+    assert_close(styled[0], vanilla[0], ulps=SAMPLING, what="reference row 0")
     for row in range(1, styled.shape[0]):
-        assert (styled[row] - vanilla[row]).abs().max() > 1e-3, f"row {row} not styled"
+        assert_changed(styled[row], vanilla[row], what=f"row {row} (styled)")
 
 
 def assert_regions_move_the_image_and_weight_0_is_vanilla(comfy, graph: dict, sampler: str, regional: str,
                                                           model_from):
     """The regional layout changes the sample; with every region's weight at 0 it is the graph without it."""
     vanilla = sampled(comfy, without(graph, regional, model_from), sampler)
-    assert (sampled(comfy, graph, sampler) - vanilla).abs().max() > 1e-3
-    torch.testing.assert_close(sampled(comfy, every_region_weight_zero(graph), sampler), vanilla, rtol=0, atol=0)
+    assert_changed(sampled(comfy, graph, sampler), vanilla, what="the regional layout")
+    assert_exact(sampled(comfy, every_region_weight_zero(graph), sampler), vanilla, "every region's weight 0")

@@ -5,9 +5,9 @@ import pytest
 import torch
 
 from tests.comfy import all_in_one_graph as aio
+from tests.tolerance import assert_changed
 
 STEPS = 2  # the shipped graph samples 6 steps; 2 keep the many runs of this file cheap
-MIN_CHANGE = 1e-3  # latents are O(1): a control that acts moves them far more than this
 
 
 def quick(graph: dict) -> dict:
@@ -42,10 +42,6 @@ def class_of(comfy, graph, node_id):
     return comfy.node_class(graph[node_id]["class_type"])
 
 
-def change(a, b) -> float:
-    return float((a - b).abs().max())
-
-
 def test_graph_holds_every_control_and_the_chain_feeds_the_sampler(graph):
     kinds = {graph[i]["class_type"] for i in aio.CONTROLS}
     assert kinds == {"LoraLoader", "ControlNetApplyAdvanced", "AtelierStyleAligned", "AtelierImagePrompt",
@@ -60,8 +56,7 @@ def test_graph_holds_every_control_and_the_chain_feeds_the_sampler(graph):
 def test_every_control_acts(comfy, run, graph, full, node_id):
     removed = aio.without(graph, node_id, class_of(comfy, graph, node_id))
     assert node_id not in removed
-    moved = change(run(removed), full)
-    assert moved > MIN_CHANGE, f"{aio.CONTROLS[node_id]} did not change the result (max change {moved})"
+    assert_changed(run(removed), full, what=f"taking out {aio.CONTROLS[node_id]}")
 
 
 @pytest.mark.parametrize("order", [tuple(reversed(aio.PATCH_CHAIN))], ids=["reversed"])  # every patch moves
@@ -71,12 +66,12 @@ def test_every_patch_acts_in_another_chain_order(comfy, run, graph, order):
     latent = run(reordered)
     assert torch.isfinite(latent).all()
     for node_id in order:
-        moved = change(run(aio.without(reordered, node_id, class_of(comfy, graph, node_id))), latent)
-        assert moved > MIN_CHANGE, f"in order {order}, {aio.CONTROLS[node_id]} did not act (max change {moved})"
+        assert_changed(run(aio.without(reordered, node_id, class_of(comfy, graph, node_id))), latent,
+                       what=f"in order {order}, taking out {aio.CONTROLS[node_id]}")
 
 
 def test_without_atelier_nodes_is_lora_and_controlnet_only(comfy, run, graph, full):
     plain = aio.without_atelier_nodes(graph)
     assert not [n for n in plain.values() if n["class_type"] in
                 ("AtelierStyleAligned", "AtelierImagePrompt", "AtelierRegionalAttention", "AtelierAestheticMix")]
-    assert change(run(plain), full) > MIN_CHANGE
+    assert_changed(run(plain), full, what="taking out every Atelier node")

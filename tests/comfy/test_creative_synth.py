@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from tests.harness import SD15
+from tests.tolerance import ONE_CALL, OPS, assert_changed, assert_close, assert_exact
 from tiny_models.clip_vision import CLIP_VISION
 from tiny_models.ip_adapter import SD15_BASE, SD15_PLUS, SDXL_BASE
 
@@ -81,15 +82,16 @@ def test_loader_reads_the_standard_files(comfy, base_adapter, sdxl_adapter):
 def test_neutral_settings_are_bit_exact(comfy, vision, base_adapter, vanilla, case):
     kwargs = {"weight 0": dict(weight=0.0), "empty window": dict(start=0.5, end=0.5)}[case]
     patched = image_prompt(comfy, comfy.sd15.model, base_adapter, vision, **kwargs)
-    assert torch.equal(sample(comfy, patched), vanilla)
+    assert_exact(sample(comfy, patched), vanilla, case)
 
 
 @pytest.mark.parametrize("adapter_name", [SD15_BASE, SD15_PLUS])
 def test_image_prompt_changes_the_image_and_leaves_the_input_model_alone(comfy, vision, vanilla, adapter_name):
     patched = image_prompt(comfy, comfy.sd15.model, load_adapter(comfy, adapter_name), vision, weight=1.0)
     out = sample(comfy, patched)
-    assert torch.isfinite(out).all() and (out - vanilla).abs().max() > 1e-3
-    assert torch.equal(sample(comfy, comfy.sd15.model), vanilla)
+    assert torch.isfinite(out).all()
+    assert_changed(out, vanilla, what="the image prompt")
+    assert_exact(sample(comfy, comfy.sd15.model), vanilla, "the input model afterwards")
 
 
 def per_head_attention(q, keys, values, heads):
@@ -140,7 +142,7 @@ def test_image_branch_equals_the_formula_on_captured_queries_beside_a_foreign_re
         expected.append(seen["text"][i].double() + weight * image)
     to_out = ck.model.get_model_object("diffusion_model.input_blocks.1.1.transformer_blocks.0.attn2").to_out
     want = to_out(torch.stack(expected).float())
-    torch.testing.assert_close(seen["final"].float(), want, rtol=2e-3, atol=2e-3)
+    assert_close(seen["final"], want, ulps=ONE_CALL, what="the layer's output vs the formula")
 
 
 def atelier_error(excinfo) -> str:
@@ -167,15 +169,26 @@ def test_clip_vision_output_of_the_wrong_width_is_refused(comfy, base_adapter):
 
 
 def test_art_bn_strength_zero_is_bit_exact(comfy, vanilla):
-    assert torch.equal(sample(comfy, art_bn(comfy, comfy.sd15.model, strength=0.0)), vanilla)
+    assert_exact(sample(comfy, art_bn(comfy, comfy.sd15.model, strength=0.0)), vanilla, "strength 0")
 
 
-def test_art_bn_gives_generated_queries_the_reference_statistics(comfy):
+def test_art_bn_gives_generated_queries_the_reference_statistics(comfy, monkeypatch):
     """Captured by a foreign attn1 replace (our base attention): row 1's queries and keys have row 0's
-    per-channel mean and std at strength 1; row 0 (the reference) is generated exactly as without."""
+    per-channel mean and std at strength 1 (std: ArtBN's sigma is sqrt(var + EPS), so row 0's times
+    sqrt((1 + EPS/var_0) / (1 + EPS/var_1)), var_1 the row's own variance as ArtBN received it); row 0 (the
+    reference) is generated exactly as without."""
     import comfy.ldm.modules.attention as comfy_attention
+    from tests.pack import pack_module
+    art_bn_module = pack_module("attention.art_bn")
     ck = comfy.sd15
     seen = {}
+    received = []  # what ArtBN aligned over tokens, in call order: the first layer's queries, then keys
+    align = art_bn_module.align_generated_rows
+
+    def recording(x, layout, strength, dims, reference=None):
+        if dims == art_bn_module.TOKENS:
+            received.append(x.clone())
+        return align(x, layout, strength, dims, reference)
 
     def foreign(q, k, v, extra_options):
         seen.setdefault("qk", (q.clone(), k.clone(), list(extra_options["cond_or_uncond"])))
@@ -185,15 +198,20 @@ def test_art_bn_gives_generated_queries_the_reference_statistics(comfy):
     model.set_model_attn1_replace(foreign, "input", 1, 0)
     vanilla_pair = sample(comfy, model, batch=2)
     seen.clear()
+    monkeypatch.setattr(art_bn_module, "align_generated_rows", recording)
     aligned = sample(comfy, art_bn(comfy, model, strength=1.0, apply_to="both"), batch=2)
     q, k, kinds = seen["qk"]
-    for tensor in (q, k):
+    for name, tensor, before in (("queries", q, received[0]), ("keys", k, received[1])):
         for chunk in range(len(kinds)):
             ref, gen = tensor[2 * chunk].double(), tensor[2 * chunk + 1].double()
-            torch.testing.assert_close(gen.mean(0), ref.mean(0), rtol=1e-3, atol=1e-3)
-            torch.testing.assert_close(gen.std(0), ref.std(0), rtol=1e-3, atol=1e-3)
-    assert torch.equal(aligned[0], vanilla_pair[0])
-    assert (aligned[1] - vanilla_pair[1]).abs().max() > 1e-3
+            own_var = before[2 * chunk + 1].double().var(0)
+            assert_close(gen.mean(0), ref.mean(0), ulps=OPS, dtype=torch.float32, magnitude_of=gen,
+                         what=f"{name}' channel means")
+            carried = ((1 + art_bn_module.EPS / ref.var(0)) / (1 + art_bn_module.EPS / own_var)).sqrt()
+            assert_close(gen.std(0), ref.std(0) * carried, ulps=OPS, dtype=torch.float32, magnitude_of=gen,
+                         what=f"{name}' channel stds")
+    assert_exact(aligned[0], vanilla_pair[0], "reference row 0")
+    assert_changed(aligned[1], vanilla_pair[1], what="generated row 1")
 
 
 def test_everything_composes_with_style_aligned(comfy, vision, base_adapter):

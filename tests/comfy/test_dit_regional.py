@@ -11,6 +11,7 @@ import torch
 
 from tests.comfy import dit_helpers
 from tests.comfy.dit_helpers import MIX, aesthetic_mix, conditioning, regional, sample, spy_calls, tiny_flux
+from tests.tolerance import ONE_CALL, OPS, SAMPLING, assert_changed, assert_close, assert_exact
 
 region = functools.partial(dit_helpers.region, weights="1, 1, 0.5, 0")  # a weight per step
 
@@ -30,8 +31,7 @@ def vanilla(comfy, flux):
 def test_weight_zero_reproduces_vanilla_exactly(comfy, flux, vanilla):
     model, pos, neg = flux
     regions = region(comfy, conditioning(model, tokens=5, seed=7), weight=0.0)
-    out = sample(comfy, regional(comfy, model, regions), pos, neg, batch=2)
-    assert (out - vanilla[1.0]).abs().max().item() == 0.0
+    assert_exact(sample(comfy, regional(comfy, model, regions), pos, neg, batch=2), vanilla[1.0], "region weight 0")
 
 
 @pytest.mark.parametrize("cfg", [1.0, 3.0])
@@ -40,18 +40,18 @@ def test_a_region_changes_the_image(comfy, flux, vanilla, cfg):
     regions = region(comfy, conditioning(model, tokens=5, seed=7))
     out = sample(comfy, regional(comfy, model, regions), pos, neg, batch=2, cfg=cfg)
     assert torch.isfinite(out).all()
-    assert (out - vanilla[cfg]).abs().max().item() > 1e-3
+    assert_changed(out, vanilla[cfg], what="a region")
 
 
 def test_appended_prompt_streams_leave_the_prompt_and_image_untouched(comfy, flux):
     """A region selecting no layer still appends its prompt's stream: what the model's prompt and
     image tokens compute must not change (the stream is kept apart in every call; matmuls over a
-    longer text sequence may round differently, hence the 1e-5)."""
+    longer text sequence may round differently: SAMPLING ulps)."""
     model, pos, neg = flux
     regions = region(comfy, conditioning(model, tokens=5, seed=7))
     plain = sample(comfy, model, pos, neg, batch=2, steps=2)
     kept_apart = sample(comfy, dit_helpers.regional_at_no_layer(model, regions, ("double", 99)), pos, neg, batch=2, steps=2)
-    torch.testing.assert_close(kept_apart, plain, rtol=0, atol=1e-5)
+    assert_close(kept_apart, plain, ulps=SAMPLING, what="a stream carried through no layer")
 
 
 def attention(q, k, v):
@@ -64,12 +64,6 @@ def at_layer(calls, kind, index):
 
 def flat(o):
     return o.transpose(1, 2).flatten(2)  # (batch, heads, T, d) -> (batch, T, C)
-
-
-def float_rounding(x: torch.Tensor, ulps: int = 64) -> float:
-    """An absolute bound for float rounding on values of x's magnitude in x's dtype (a few tens of ulps
-    of the largest value: the split and the concatenated attention sum the same terms in other orders)."""
-    return ulps * torch.finfo(x.dtype).eps * float(x.abs().max())
 
 
 def concatenated_formula(q, k, v, text, image, k_l, v_l, m):
@@ -108,13 +102,14 @@ def test_regional_formula_against_the_concatenated_computation(comfy, flux):
     m = pack_module("attention.region_masks").box_coverage((0.25, 0.0, 0.5, 0.5), *layout.grid).flatten().to(q) * 0.7
     out = regional_mod.dit_regional_attention(q, k, v, text, image, [(box, 0.7)], layout.grid, lambda r: (k_l, v_l))
     expected = concatenated_formula(q, k, v, text, image, k_l, v_l, m)
-    torch.testing.assert_close(out, expected, rtol=0, atol=float_rounding(expected))
+    assert_close(out, expected, ulps=ONE_CALL, what="the merged path vs the concatenated formula")
     delta = regional_mod.dit_regional_delta(q, k, v, text, image, [(box, 0.7)], layout.grid, lambda r: (k_l, v_l))
-    torch.testing.assert_close(delta, (expected - flat(attention(q, k, v)))[:, image], rtol=0,
-                               atol=float_rounding(expected))
+    assert_close(delta, (expected - flat(attention(q, k, v)))[:, image], ulps=ONE_CALL,
+                 magnitude_of=expected, what="the blend's difference vs the formula's")
     outside = torch.cat([torch.ones(text, dtype=torch.bool), m == 0])
     full = regional_mod.dit_regional_attention(q, k, v, text, image, [], layout.grid, lambda r: (k_l, v_l))
-    assert outside.any() and torch.equal(out[:, outside], full[:, outside])  # the first term + 0, bit for bit
+    assert outside.any()
+    assert_exact(out[:, outside], full[:, outside], "outside the region: the first term + 0")
 
 
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
@@ -130,8 +125,8 @@ def test_half_inputs_stay_within_their_rounding_of_a_float32_reference(comfy, fl
     reference = concatenated_formula(*(t.to(dtype).double() for t in (q, k, v)), text, image,
                                      *(t.to(dtype).double() for t in (k_l, v_l)), m)
     # the inputs already rounded to the half dtype: what remains is the half output's rounding and the
-    # half parts merged in float32, a few half ulps of the largest value
-    torch.testing.assert_close(out.double(), reference, rtol=0, atol=float_rounding(reference.to(dtype), ulps=8))
+    # half parts merged in float32, one call's rounding in the half dtype
+    assert_close(out, reference, ulps=ONE_CALL, dtype=dtype, what=f"{dtype} inputs vs a float64 reference")
 
 
 def test_in_the_model_outside_every_region_gets_the_models_attention(comfy, flux):
@@ -151,18 +146,18 @@ def test_in_the_model_outside_every_region_gets_the_models_attention(comfy, flux
     model_call = optimized_attention(q, k, v, heads, skip_reshape=True)
     main_out, (stream_out,) = layout.split(out)
     cond, uncond = 1, 0  # cond_or_uncond [1, 0]: the uncond chunk first
-    assert torch.equal(main_out[uncond], model_call[uncond])
+    assert_exact(main_out[uncond], model_call[uncond], "the uncond row: the model's own call")
     h, w = layout.grid
     outside = torch.zeros(h, w, dtype=torch.bool)
     outside[:, w // 2:] = True  # the region covers the left half
     outside = torch.cat([torch.ones(layout.text, dtype=torch.bool), outside.flatten()])
-    torch.testing.assert_close(main_out[cond, outside], model_call[cond, outside], rtol=0,
-                               atol=float_rounding(model_call))
-    assert (main_out[cond, ~outside] - model_call[cond, ~outside]).abs().max() > 1e3 * float_rounding(model_call)
+    assert_close(main_out[cond, outside], model_call[cond, outside], ulps=ONE_CALL, dtype=model_call.dtype,
+                 what="cond tokens outside the region vs the model's own call")
+    assert_changed(main_out[cond, ~outside], model_call[cond, ~outside], what="cond tokens inside the region")
     image = slice(layout.text, None)
     own = optimized_attention(q_l, torch.cat([k_l, k[..., image, :]], -2), torch.cat([v_l, v[..., image, :]], -2),
                               heads, skip_reshape=True)
-    assert torch.equal(stream_out, own)
+    assert_exact(stream_out, own, "the stream's own attention")
 
 
 def test_one_image_key_attention_per_layer_whatever_the_number_of_regions(comfy, flux):
@@ -198,16 +193,18 @@ def test_regional_composes_with_style_aligned(comfy, flux):
     regions = region(comfy, conditioning(model, tokens=5, seed=7))
     both = sample(comfy, regional(comfy, sa, regions), pos, neg, batch=2)
     sa_only = sample(comfy, sa, pos, neg, batch=2)
-    assert torch.isfinite(both).all() and (both - sa_only).abs().max().item() > 1e-3
+    assert torch.isfinite(both).all()
+    assert_changed(both, sa_only, what="a region on StyleAligned")
 
 
 def test_aesthetic_mix_acts_and_strength_zero_is_vanilla(comfy, flux, vanilla):
     model, pos, neg = flux
     aesthetic = conditioning(model, tokens=3, seed=9)[0][0]
     out = sample(comfy, aesthetic_mix(model, aesthetic, 0.8), pos, neg, batch=2)
-    assert torch.isfinite(out).all() and (out - vanilla[1.0]).abs().max().item() > 1e-3
+    assert torch.isfinite(out).all()
+    assert_changed(out, vanilla[1.0], what="aesthetic mix at 0.8")
     node_out = comfy.node_class(MIX).execute(model, None, "", 0.5, True, "all", 0.0, 1.0).args[0]
-    assert (sample(comfy, node_out, pos, neg, batch=2) - vanilla[1.0]).abs().max().item() == 0.0
+    assert_exact(sample(comfy, node_out, pos, neg, batch=2), vanilla[1.0], "an empty aesthetic")
 
 
 def test_aesthetic_values_formula(comfy, flux):
@@ -218,8 +215,9 @@ def test_aesthetic_values_formula(comfy, flux):
     aes = torch.randn(2, 2, 8, 4)
     weights = torch.tensor([0.5, 0.0]).view(-1, 1, 1, 1)
     out = aesthetic_joint.mix_text_values(v, aes, 8, weights)
-    torch.testing.assert_close(out[0, :, :8], v[0, :, :8] + 0.5 * aes[0])
-    assert torch.equal(out[0, :, 8:], v[0, :, 8:]) and torch.equal(out[1], v[1])
+    assert_close(out[0, :, :8], v[0, :, :8] + 0.5 * aes[0], ulps=OPS, what="mixed text values")
+    assert_exact(out[0, :, 8:], v[0, :, 8:], "image values")
+    assert_exact(out[1], v[1], "uncond row")
 
 
 class StandInTextEncoder:
@@ -244,6 +242,7 @@ def test_aesthetic_node_on_flux_checks_the_text_width(comfy, flux, vanilla):
     node = comfy.node_class(MIX)
     patched = node.execute(model, StandInTextEncoder(32), "golden hour", 0.8, True, "all", 0.0, 1.0).args[0]
     out = sample(comfy, patched, pos, neg, batch=2)
-    assert torch.isfinite(out).all() and (out - vanilla[1.0]).abs().max().item() > 1e-3
+    assert torch.isfinite(out).all()
+    assert_changed(out, vanilla[1.0], what="aesthetic mix")
     with pytest.raises(errors.AtelierError, match=r"AtelierAestheticMix: input 'clip'.*768.*32"):
         node.execute(model, StandInTextEncoder(768), "golden hour", 0.8, True, "all", 0.0, 1.0)

@@ -8,6 +8,7 @@ import torch
 
 from tests.comfy.dit_helpers import QKVRecorder, conditioning, sample, tiny_flux, with_override
 from tests.comfy.style_aligned_node import NEUTRAL, NODE, style_aligned
+from tests.tolerance import ONE_CALL, OPS, SAMPLING, assert_changed, assert_close, assert_exact
 
 
 @pytest.fixture(scope="module")
@@ -24,8 +25,7 @@ def vanilla(comfy, flux):
 
 def test_neutral_settings_reproduce_vanilla_exactly(comfy, flux, vanilla):
     model, pos, neg = flux
-    out = sample(comfy, style_aligned(comfy, model, **NEUTRAL), pos, neg)
-    assert (out - vanilla[1.0]).abs().max().item() == 0.0
+    assert_exact(sample(comfy, style_aligned(comfy, model, **NEUTRAL), pos, neg), vanilla[1.0], "neutral StyleAligned")
 
 
 def test_a_control_selecting_no_layer_reproduces_vanilla_exactly(comfy, flux, vanilla):
@@ -34,8 +34,8 @@ def test_a_control_selecting_no_layer_reproduces_vanilla_exactly(comfy, flux, va
     style = pack_module("attention.style_aligned")
     model, pos, neg = flux
     control = style.SharedAttentionControl(settings=style.SharingSettings(), layers=layers.LayerSelection((("double", 99),)))
-    out = sample(comfy, dispatcher.attach(model, control, node=NODE), pos, neg)
-    assert (out - vanilla[1.0]).abs().max().item() == 0.0
+    assert_exact(sample(comfy, dispatcher.attach(model, control, node=NODE), pos, neg), vanilla[1.0],
+                 "no layer selected")
 
 
 @pytest.mark.parametrize("cfg", [1.0, 3.0])
@@ -44,9 +44,9 @@ def test_a_control_selecting_no_layer_reproduces_vanilla_exactly(comfy, flux, va
 def test_reference_row_unchanged_other_rows_styled(comfy, flux, vanilla, cfg, settings):
     model, pos, neg = flux
     out = sample(comfy, style_aligned(comfy, model, **settings), pos, neg, cfg=cfg)
-    torch.testing.assert_close(out[0], vanilla[cfg][0], rtol=0, atol=1e-5)
+    assert_close(out[0], vanilla[cfg][0], ulps=SAMPLING, what="reference row 0")
     for row in (1, 2):
-        assert (out[row] - vanilla[cfg][row]).abs().max().item() > 1e-3
+        assert_changed(out[row], vanilla[cfg][row], what=f"generated row {row}")
 
 
 def test_dit_layer_names(comfy, flux):
@@ -111,9 +111,9 @@ def test_formula_against_an_independent_computation(comfy, flux, layer, fold):
                                          kernel, heads=q.shape[1] if fold else None)
     head_dim = q.shape[-1]
     assert seen[1] == ((head_dim + 1, True) if fold else (head_dim, False))  # generated rows: no mask when folded
-    torch.testing.assert_close(out[0], attention(q[:1], k[:1], v[:1], None)[0], rtol=0, atol=0)
+    assert_exact(out[0], attention(q[:1], k[:1], v[:1], None)[0], "reference row (its own call)")
     expected = independent_shared_attention(q.double(), k.double(), v.double(), text, 1.3, 0.4)
-    torch.testing.assert_close(out[1].double(), expected, rtol=1e-4, atol=1e-5)
+    assert_close(out[1], expected, ulps=ONE_CALL, dtype=torch.float32, what="generated row vs the formula")
 
 
 def test_in_model_matches_the_formula_on_captured_qkv(comfy, flux):
@@ -127,18 +127,18 @@ def test_in_model_matches_the_formula_on_captured_qkv(comfy, flux):
     first = [c for c in plain.calls if c["key"] == ("double", 0)][0]
     ours = [c for c in under.calls if c["key"] == ("double", 0)][:2]  # reference row, then generated row
     text = pos[0][0].shape[1]
-    torch.testing.assert_close(ours[0]["q"], first["q"][:1], rtol=0, atol=0)  # block 0: same inputs
+    assert_exact(ours[0]["q"], first["q"][:1], "reference row's q")  # block 0: same inputs
     q_ref, k_ref = first["q"][0, :, text:], first["k"][0, :, text:]
 
     def adain(x, ref, eps=1e-5):
         return ((x - x.mean(-2, keepdim=True)) / (x.var(-2, keepdim=True) + eps).sqrt()
                 * (ref.var(-2, keepdim=True) + eps).sqrt() + ref.mean(-2, keepdim=True))
     gen_q, gen_k = ours[1]["q"][0], ours[1]["k"][0]
-    torch.testing.assert_close(gen_q[:, :text], first["q"][1, :, :text], rtol=0, atol=0)  # text untouched
-    torch.testing.assert_close(gen_q[:, text:], adain(first["q"][1, :, text:], q_ref), rtol=1e-5, atol=1e-5)
-    torch.testing.assert_close(gen_k[:, text:-q_ref.shape[-2]], adain(first["k"][1, :, text:], k_ref),
-                               rtol=1e-5, atol=1e-5)
-    torch.testing.assert_close(gen_k[:, -q_ref.shape[-2]:], k_ref, rtol=0, atol=0)
+    assert_exact(gen_q[:, :text], first["q"][1, :, :text], "generated row's text queries")  # text untouched
+    assert_close(gen_q[:, text:], adain(first["q"][1, :, text:], q_ref), ulps=OPS, what="AdaIN'd image queries")
+    assert_close(gen_k[:, text:-q_ref.shape[-2]], adain(first["k"][1, :, text:], k_ref), ulps=OPS,
+                 what="AdaIN'd image keys")
+    assert_exact(gen_k[:, -q_ref.shape[-2]:], k_ref, "appended reference image keys")
 
 
 def test_a_foreign_override_keeps_running(comfy, flux):
@@ -149,15 +149,15 @@ def test_a_foreign_override_keeps_running(comfy, flux):
     foreign.calls.clear()
     out = sample(comfy, style_aligned(comfy, foreign_only), pos, neg)
     assert {c["key"] for c in foreign.calls} == {("double", 0), ("double", 1), ("single", 0), ("single", 1)}
-    torch.testing.assert_close(out[0], base[0], rtol=0, atol=1e-5)  # its effect on row 0 is intact
-    assert (out[1] - base[1]).abs().max().item() > 1e-3
-    assert (base - sample(comfy, model, pos, neg)).abs().max().item() > 1e-3  # and it does act
+    assert_close(out[0], base[0], ulps=SAMPLING, what="reference row 0")  # its effect on row 0 is intact
+    assert_changed(out[1], base[1], what="generated row 1")
+    assert_changed(base, sample(comfy, model, pos, neg), what="the foreign override alone")  # and it does act
 
 
 def test_unpatched_model_is_vanilla_after_a_patched_run(comfy, flux, vanilla):
     model, pos, neg = flux
     sample(comfy, style_aligned(comfy, model), pos, neg)
-    assert (sample(comfy, model, pos, neg) - vanilla[1.0]).abs().max().item() == 0.0
+    assert_exact(sample(comfy, model, pos, neg), vanilla[1.0], "the unpatched model after a patched run")
     assert "optimized_attention_override" not in model.model_options.get("transformer_options", {})
 
 
@@ -178,7 +178,7 @@ def test_a_folded_score_shift_never_reaches_another_packs_override(comfy, flux):
     out = sample(comfy, with_override(styled, recorder), pos, neg, batch=2, steps=1)
     head_dims = {c["q"].shape[-1] for c in recorder.calls}
     assert head_dims == {32}, head_dims
-    torch.testing.assert_close(out, sample(comfy, styled, pos, neg, batch=2, steps=1), rtol=0, atol=0)
+    assert_exact(out, sample(comfy, styled, pos, neg, batch=2, steps=1), "with a pass-through override")
 
 
 def test_cores_attention_override_keeps_running(comfy, flux):
@@ -200,5 +200,5 @@ def test_cores_attention_override_keeps_running(comfy, flux):
     seen.clear()
     out = sample(comfy, style_aligned(comfy, core), pos, neg, batch=2, steps=1)
     assert calls and len(seen) >= calls  # every attention call still reaches core's backend
-    torch.testing.assert_close(out[0], base[0], rtol=0, atol=1e-5)
-    assert (out[1] - base[1]).abs().max().item() > 1e-3
+    assert_close(out[0], base[0], ulps=SAMPLING, what="reference row 0")
+    assert_changed(out[1], base[1], what="generated row 1")

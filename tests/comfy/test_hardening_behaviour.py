@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from tests.pack import pack_module
+from tests.tolerance import assert_changed, assert_exact
 
 SIZE = 64
 
@@ -51,7 +52,7 @@ def test_a_batch_of_one_warns_once_per_run_and_stays_vanilla(comfy, warnings_see
     out = sample(comfy, model, batch=1)
     nothing = [m for m in warnings_seen if "no row 0 to align with" in m]
     assert len(nothing) == 1 and nothing[0].startswith(names), warnings_seen
-    torch.testing.assert_close(out, sample(comfy, comfy.sd15.model, batch=1), rtol=1e-5, atol=1e-5)
+    assert_exact(out, sample(comfy, comfy.sd15.model, batch=1), "a batch of one")  # the unpatched model's ops
     warnings_seen.clear()
     sample(comfy, model, batch=2, steps=1)
     assert not [m for m in warnings_seen if "no row 0 to align with" in m]
@@ -97,11 +98,12 @@ def test_plus_adapter_negative_is_the_resampler_of_a_zero_pixel_image_when_clip_
     features = vision_output["penultimate_hidden_states"]
 
     default = negative_of(comfy, plus, vision_output)
-    torch.testing.assert_close(default, plus.image_tokens(torch.zeros_like(features[:1])))
+    # the same projection (and CLIP vision forward on the same all-zero pixel_values) as the pack's: bit for bit
+    assert_exact(default, plus.image_tokens(torch.zeros_like(features[:1])), "default negative")
     wired = negative_of(comfy, plus, vision_output, clip_vision)
     expected = plus.image_tokens(zero_pixel_hidden_states(clip_vision, monkeypatch))
-    torch.testing.assert_close(wired, expected)
-    assert (wired - default).abs().max() > 1e-3  # a zero image's hidden states are not zero
+    assert_exact(wired, expected, "negative with CLIP vision wired")
+    assert_changed(wired, default, what="a zero image's hidden states vs zeros")  # they are not zero
 
     base_default = negative_of(comfy, base, vision_output)
-    assert torch.equal(negative_of(comfy, base, vision_output, clip_vision), base_default)
+    assert_exact(negative_of(comfy, base, vision_output, clip_vision), base_default, "base adapter's negative")

@@ -8,10 +8,10 @@ Test bed: tiny SD1.5, 64 px (latent 8x8), 3 steps; the trajectory is inverted on
 import logging
 
 import pytest
-import torch
 
 from tests.comfy.inversion_helpers import image_latent, invert, with_unet_spy
 from tests.comfy.style_aligned_node import DEFAULTS, NODE
+from tests.tolerance import SAMPLING, assert_changed, assert_close, assert_exact
 
 STEPS = 3
 KW = dict(steps=STEPS, width=64, height=64, batch=2, seed=7, sampler_name="euler")
@@ -37,14 +37,16 @@ def styled(comfy, model, reference, cache_mb, **settings):
                                           reference_cache_mb=cache_mb).args[0]
 
 
+def assert_replayed_images(got, want):
+    """A run that replayed the reference row (the UNet saw B rows per chunk) against the cache-off run
+    (B + 1 rows): the same maths in calls of another batch size, which a kernel may block differently
+    (by ISA or thread count), so equal to float32 rounding of a sampling run, not bit for bit."""
+    assert_close(got, want, ulps=SAMPLING, what="replayed run vs cache off")
+
+
 def assert_same_images(got, want):
-    """Bit for bit on one CPU thread (every kernel then sums in a fixed order whatever the batch size);
-    with more threads a kernel may split a batch of B rows differently from one of B + 1, so float32
-    rounding may differ."""
-    if torch.get_num_threads() == 1:
-        assert torch.equal(got, want), float((got - want).abs().max())
-    else:
-        torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-3)
+    """A run that recorded or missed (the UNet saw the B + 1 rows of the cache-off run): bit for bit."""
+    assert_exact(got, want, "run vs cache off")
 
 
 class BatchSpy:
@@ -95,7 +97,7 @@ def test_second_run_replays_the_reference_row_and_gives_the_cache_off_images(com
     assert cache.hits == STEPS
     assert spy.batches == [chunks * 2] * STEPS  # the caller's rows only
     assert_same_images(first, off)
-    assert_same_images(second, off)
+    assert_replayed_images(second, off)
     assert 0 < cache.nbytes <= 512 * 2 ** 20
 
 
@@ -113,7 +115,7 @@ def test_art_bn_on_attention_and_group_norms_is_replayed_too(comfy, reference, c
     comfy.sample(cached, *conds, cfg=3.0, **KW)
     second = comfy.sample(cached, *conds, cfg=3.0, **KW)
     assert cache_of(cached).hits == STEPS
-    assert_same_images(second, off)
+    assert_replayed_images(second, off)
 
 
 def test_an_image_prompt_beside_it_is_replayed_with_its_rows_in_place(comfy, reference, conds):
@@ -137,7 +139,7 @@ def test_an_image_prompt_beside_it_is_replayed_with_its_rows_in_place(comfy, ref
     second = comfy.sample(cached, *conds, cfg=3.0, **KW)
     assert cache_of(cached).hits == STEPS
     assert all(layer[0] == "attn1" for entry in cache_of(cached)._entries.values() for layer in entry.attention)
-    assert_same_images(second, off)
+    assert_replayed_images(second, off)
 
 
 def test_other_conditioning_or_seed_still_hits_when_the_reference_row_is_the_same(comfy, reference, conds):
@@ -147,7 +149,7 @@ def test_other_conditioning_or_seed_still_hits_when_the_reference_row_is_the_sam
     again = comfy.sample(model, *other, cfg=3.0, **dict(KW, seed=11))
     assert cache_of(model).hits == STEPS
     off = comfy.sample(styled(comfy, comfy.sd15.model, reference, 0), *other, cfg=3.0, **dict(KW, seed=11))
-    assert_same_images(again, off)
+    assert_replayed_images(again, off)
 
 
 def test_a_lora_strength_changed_downstream_misses(comfy, reference, conds):
@@ -229,7 +231,7 @@ def test_a_tiny_cap_caches_what_fits_and_changes_nothing_else(comfy, reference, 
     assert cache.nbytes <= cap_mb * 2 ** 20
     assert sum("cap" in r.getMessage() for r in caplog.records) == 1  # logged once
     for out in outs:
-        assert_same_images(out, off)
+        assert_replayed_images(out, off)
 
 
 def test_cache_off_is_the_default_and_keeps_no_state(comfy, reference, conds):
@@ -245,7 +247,7 @@ def test_group_norm_sharing_is_installed_while_another_sharing_model_is_loaded(c
     second = comfy.sample(styled(comfy, model, reference, 0, share_group_norm=True), *conds, cfg=3.0, **KW)
     unshared = comfy.sample(styled(comfy, model, reference, 0), *conds, cfg=3.0, **KW)
     assert_same_images(second, first)
-    assert (first - unshared).abs().max() > 1e-3
+    assert_changed(first, unshared, what="GroupNorm sharing")
 
 
 def test_queued_again_with_a_new_seed_and_prompt_the_cached_node_output_replays(comfy, monkeypatch):
@@ -288,4 +290,4 @@ def test_queued_again_with_a_new_seed_and_prompt_the_cached_node_output_replays(
     [cache] = created
     assert (cache.stored, cache.hits) == (2, 2)
     off = comfy.run_graph(graph(0, 1, "a harbour at dawn"), comfy.new_executor())
-    assert_same_images(second.output("8")["samples"], off.output("8")["samples"])
+    assert_replayed_images(second.output("8")["samples"], off.output("8")["samples"])

@@ -19,6 +19,7 @@ import torch
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from tests.pack import pack_module
+from tests.tolerance import ONE_CALL, assert_close
 
 FAMILIES = ("flux", "sd35", "lumina", "qwen_image", "flux2", "chroma", "krea2")
 # latent positions per image token side (the patch; 2 unless named) and the multiple a family pads image
@@ -108,4 +109,4 @@ def test_reference_mode_acts_on_the_calls_own_prompt_length(comfy, family, lengt
     assert text >= math.lcm(reference_tokens, batch_tokens)  # every row's prompt repeated to the lcm (or padded)
     expected = styled_row(q, k, v, text, image)
     got = out[1, : text + image].double()
-    torch.testing.assert_close(got, expected, rtol=0, atol=64 * torch.finfo(out.dtype).eps * float(expected.abs().max()))
+    assert_close(got, expected, ulps=ONE_CALL, dtype=out.dtype, what=f"{name}: the generated row vs the formula")

@@ -8,6 +8,7 @@ import torch
 
 from tests.harness import SD15, SDXL
 from tests.pack import pack_module
+from tests.tolerance import ONE_CALL, OPS, assert_changed, assert_close, assert_exact
 
 SIZE = 128  # 16x16 latent: enough for boxes with fractional edges, cheap on 2 cores
 SMALL = 64  # whole-sampling tests
@@ -90,11 +91,11 @@ def test_layer_output_matches_formula_on_captured_qkv(comfy, pack, ckpt, key):
         full = manual_attention(q, k, v, options["n_heads"])
         want = full.clone()
         want[1] = full[1] + m[0] * (manual_attention(q[1:], k_l, v_l, options["n_heads"])[0] - full[1])
-    torch.testing.assert_close(got, want, rtol=2e-4, atol=2e-4)
-    assert torch.equal(got[0], full[0].to(q.dtype).double()), "uncond row changed"
+    assert_close(got, want, ulps=ONE_CALL, dtype=q.dtype, what="the layer's output vs the formula")
+    assert_exact(got[0], full[0].to(q.dtype).double(), "uncond row")
     outside = m[0, :, 0] == 0
-    assert torch.equal(got[1, outside], full[1, outside].to(q.dtype).double()), "tokens outside the region changed"
-    assert (got[1, ~outside] - full[1, ~outside]).abs().max() > 1e-3
+    assert_exact(got[1, outside], full[1, outside].to(q.dtype).double(), "tokens outside the region")
+    assert_changed(got[1, ~outside], full[1, ~outside], what="tokens inside the region")
 
 
 def test_weight_zero_and_curves_that_are_always_zero_give_vanilla_bit_for_bit(comfy, pack):
@@ -103,14 +104,14 @@ def test_weight_zero_and_curves_that_are_always_zero_give_vanilla_bit_for_bit(co
     vanilla = comfy.sample(ck.model, positive, negative, steps=2, width=SMALL, height=SMALL, seed=5)
     zero = region_node(pack, comfy, ck.clip, weight=0.0)
     zero = region_node(pack, comfy, ck.clip, "a tree", weight=0.0, curve="list", weights="0, 0", regions=zero)
-    assert torch.equal(comfy.sample(regional_model(pack, ck.model, zero), positive, negative, steps=2,
-                                    width=SMALL, height=SMALL, seed=5), vanilla)
+    assert_exact(comfy.sample(regional_model(pack, ck.model, zero), positive, negative, steps=2,
+                              width=SMALL, height=SMALL, seed=5), vanilla, "weight 0 and an all-zero curve")
     live = region_node(pack, comfy, ck.clip, weight=1.0)
     patched = comfy.sample(regional_model(pack, ck.model, live), positive, negative, steps=2, width=SMALL,
                            height=SMALL, seed=5)
-    assert (patched - vanilla).abs().max() > 1e-3
-    assert torch.equal(comfy.sample(ck.model, positive, negative, steps=2, width=SMALL, height=SMALL, seed=5),
-                       vanilla), "the unpatched model changed"
+    assert_changed(patched, vanilla, what="a region at weight 1")
+    assert_exact(comfy.sample(ck.model, positive, negative, steps=2, width=SMALL, height=SMALL, seed=5),
+                 vanilla, "the unpatched model afterwards")
 
 
 @pytest.mark.parametrize("denoise", [1.0, 0.5])
@@ -144,7 +145,8 @@ def test_weight_applied_at_each_step_is_the_curve_at_that_steps_progress(comfy, 
     t_max, t_min = float(ms.timestep(ms.sigma_max)), float(ms.timestep(ms.sigma_min))
     for sigma, weight in seen:
         progress = (t_max - float(ms.timestep(torch.tensor(sigma)))) / (t_max - t_min)
-        assert weight == pytest.approx(regions[0].curve.at(progress)), sigma
+        assert_close(weight, regions[0].curve.at(progress), ulps=OPS, dtype=torch.float32,
+                     what=f"weight at sigma {sigma}")
     per_step = [w for i, (_, w) in enumerate(seen) if i == 0 or seen[i - 1][0] != seen[i][0]]
     # 3 steps at full denoise sit at progress 0, 0.5, 1 -> list values 0, 3, 5; denoise 0.5 runs the
     # last 3 steps of a 6-step schedule (progress 0.6, 0.8, 1) -> values 3, 4, 5.
@@ -171,9 +173,9 @@ def test_composes_with_style_aligned_and_a_foreign_attn2_replace(comfy, pack):
     calls_alone = len(foreign_calls)
     both = sample(regional_model(pack, styled, region_node(pack, comfy, ck.clip)))
     assert len(foreign_calls) == 2 * calls_alone > 0, "the foreign replace stopped running"
-    assert (both - reference).abs().max() > 1e-3
+    assert_changed(both, reference, what="a region on StyleAligned and a foreign replace")
     inert = sample(regional_model(pack, styled, region_node(pack, comfy, ck.clip, weight=0.0)))
-    assert torch.equal(inert, reference)
+    assert_exact(inert, reference, "a region at weight 0")
     stacks = pack["attention.dispatch.dispatcher"].controls_of(regional_model(pack, styled, region_node(pack, comfy, ck.clip)))
     assert [type(c).__name__ for c in stacks] == ["SharedAttentionControl", "RegionalControl"]
 
@@ -187,7 +189,8 @@ def test_box_regions_json_makes_one_region_per_box(comfy, pack):
     regions = node.execute(comfy.sd15.clip, text, regions=earlier).args[0]
     assert len(regions) == 3 and regions[0] is earlier[0]
     assert regions[2].box == (0.5, 0.2, 0.5, 0.5)
-    assert regions[2].curve.at(0.0) == pytest.approx(0.9) and regions[2].curve.at(1.0) == pytest.approx(0.1)
+    assert_close(regions[2].curve.at(0.0), 0.9, ulps=OPS, what="start weight")
+    assert_close(regions[2].curve.at(1.0), 0.1, ulps=OPS, what="end weight")
     assert regions[1].cond.shape == (1, 77, 768)
 
 
@@ -231,6 +234,6 @@ def test_local_prompt_projections_follow_the_weights_between_runs(comfy, pack):
         reused = comfy.sample(lora_model, positive, negative, **kw)
         fresh_model, _ = comfy.lora(regional_model(pack, ck.model, region_node(pack, comfy, ck.clip, weight=1.5)),
                                     ck.clip, strength_model=strength)
-        assert torch.equal(reused, comfy.sample(fresh_model, positive, negative, **kw)), strength
-        assert (reused - first).abs().max() > 1e-3  # the LoRA reached the regional projections' layers
-    assert torch.equal(comfy.sample(patched, positive, negative, **kw), first)  # and back without it
+        assert_exact(reused, comfy.sample(fresh_model, positive, negative, **kw), f"reused regions, LoRA {strength}")
+        assert_changed(reused, first, what=f"LoRA {strength}")  # it reached the regional projections' layers
+    assert_exact(comfy.sample(patched, positive, negative, **kw), first, "back without the LoRA")

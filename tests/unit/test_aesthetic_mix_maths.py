@@ -7,6 +7,7 @@ from hypothesis import given, settings, strategies as st
 import torch
 
 from tests.pack import pack_module
+from tests.tolerance import ONE_CALL, OPS, assert_changed, assert_close, assert_exact
 
 am = pack_module("attention.aesthetic_mix")
 calls = pack_module("attention.core.calls")
@@ -79,7 +80,7 @@ def test_mixed_attention_matches_formula(cond_or_uncond, content_tokens, aesthet
                 values = attn2.to_v(context[row].repeat(reps_c, 1) + s * e[0].repeat(reps_e, 1))
             else:
                 keys, values = k_c, v_c
-            torch.testing.assert_close(got[row], per_head_attention(q[row], keys, values), rtol=1e-10, atol=1e-10)
+            assert_close(got[row], per_head_attention(q[row], keys, values), ulps=ONE_CALL, what=f"row {row}")
 
 
 def test_attention_map_is_the_content_map():
@@ -96,8 +97,8 @@ def test_attention_map_is_the_content_map():
     control = am.AestheticMixControl(aesthetic=torch.randn(1, 5, CTX, dtype=torch.float64), strength=1.0)
     run_control(control, q, k, v, make_call(unet, [1, 0]), capture)
     assert seen["q"] is q and seen["k"] is k and seen["mask"] is None
-    assert torch.equal(seen["v"][:2], v[:2])  # uncond chunk
-    assert not torch.allclose(seen["v"][2:], v[2:])  # cond chunk
+    assert_exact(seen["v"][:2], v[:2], "uncond chunk's values")
+    assert_changed(seen["v"][2:], v[2:], what="cond chunk's values")
 
 
 def test_strength_zero_is_identity_bit_for_bit():
@@ -105,7 +106,7 @@ def test_strength_zero_is_identity_bit_for_bit():
     v = torch.randn(6, 5, 8)
     aesthetic_values = torch.randn(1, 5, 8)
     for layout in (rows.chunk_layout(6, [1, 0]), rows.chunk_layout(6, [0]), rows.chunk_layout(6, [1, 0, 0])):
-        assert torch.equal(am.mix_values(v, aesthetic_values, 0.0, layout), v)
+        assert_exact(am.mix_values(v, aesthetic_values, 0.0, layout), v, "strength 0")
 
 
 def test_uncond_rows_are_untouched_bit_for_bit():
@@ -113,8 +114,9 @@ def test_uncond_rows_are_untouched_bit_for_bit():
     v = torch.randn(6, 5, 8)
     layout = rows.chunk_layout(6, [1, 0, 1])
     mixed = am.mix_values(v, torch.randn(1, 5, 8), 2.0, layout)
-    assert torch.equal(mixed[:2], v[:2]) and torch.equal(mixed[4:], v[4:])
-    assert not torch.equal(mixed[2:4], v[2:4])
+    assert_exact(mixed[:2], v[:2], "first uncond chunk")
+    assert_exact(mixed[4:], v[4:], "second uncond chunk")
+    assert_changed(mixed[2:4], v[2:4], what="cond chunk")
 
 
 def test_per_row_aesthetic_goes_to_its_row_in_every_cond_chunk():
@@ -131,14 +133,15 @@ def test_align_tokens_is_the_lcm_repetition_folded(tokens, length):
     common = math.lcm(tokens, length)
     repeated = x.repeat(1, common // tokens, 1)
     want = torch.stack([repeated[:, j::length].mean(dim=1) for j in range(length)], dim=1)
-    torch.testing.assert_close(am.align_tokens(x, length), want)
+    assert_close(am.align_tokens(x, length), want, ulps=OPS, what="folded lcm repetition")
 
 
 def test_layer_values_is_the_layers_own_projection_and_linear():
     _, attn2 = tiny_unet()
     c, e = torch.randn(1, 5, CTX, dtype=torch.float64), torch.randn(1, 5, CTX, dtype=torch.float64)
     with torch.no_grad():
-        torch.testing.assert_close(attn2.to_v(c) + 0.3 * am.layer_values(attn2.to_v, e), attn2.to_v(c + 0.3 * e))
+        assert_close(attn2.to_v(c) + 0.3 * am.layer_values(attn2.to_v, e), attn2.to_v(c + 0.3 * e), ulps=ONE_CALL,
+                     what="linearity of the projection")
 
 
 def test_a_trained_value_branch_plugs_into_the_same_slot():
@@ -150,7 +153,7 @@ def test_a_trained_value_branch_plugs_into_the_same_slot():
                                      value_branch=zero_linear)
     call = make_call(unet, [0])
     with torch.no_grad():
-        assert torch.equal(run_control(control, q, k, v, call, sdpa), sdpa(q, k, v, call))
+        assert_exact(run_control(control, q, k, v, call, sdpa), sdpa(q, k, v, call), "a zero value branch")
 
 
 def test_the_unet_family_finds_a_layers_attention_module():
@@ -178,7 +181,7 @@ def test_relative_to_empty_prompt_is_the_lcm_difference_folded_back(aesthetic_to
     empty = torch.randn(1, empty_tokens, 3, generator=gen, dtype=torch.float64)
     e = am.relative_to_empty_prompt(aesthetic, empty)
     assert e.shape == aesthetic.shape
-    torch.testing.assert_close(e, lcm_difference(aesthetic, empty), rtol=0, atol=1e-12)
+    assert_close(e, lcm_difference(aesthetic, empty), ulps=OPS, what="E(aesthetic) - aligned E(\"\")")
 
 
 @pytest.mark.parametrize("aesthetic_tokens, empty_tokens", [(77, 77), (154, 77), (231, 77), (512, 256)])
@@ -188,7 +191,7 @@ def test_where_the_empty_prompt_divides_the_aesthetic_it_is_subtracted_token_by_
     gen = torch.Generator().manual_seed(aesthetic_tokens)
     aesthetic, empty = torch.randn(1, aesthetic_tokens, 4, generator=gen), torch.randn(1, empty_tokens, 4, generator=gen)
     tiled = empty.repeat(1, aesthetic_tokens // empty_tokens, 1)
-    assert torch.equal(am.relative_to_empty_prompt(aesthetic, empty), aesthetic - tiled)
+    assert_exact(am.relative_to_empty_prompt(aesthetic, empty), aesthetic - tiled, "the tile of E(\"\")")
 
 
 def test_unpadded_lengths_that_crashed_before_are_defined():
@@ -199,6 +202,6 @@ def test_unpadded_lengths_that_crashed_before_are_defined():
         assert e.shape == aesthetic.shape and torch.isfinite(e).all()
     # gcd 1: every aesthetic token loses the empty prompt's mean token
     aesthetic, empty = torch.randn(1, 7, 4, dtype=torch.float64), torch.randn(1, 5, 4, dtype=torch.float64)
-    torch.testing.assert_close(am.relative_to_empty_prompt(aesthetic, empty), aesthetic - empty.mean(1, keepdim=True),
-                               rtol=0, atol=1e-12)
-    assert torch.equal(am.relative_to_empty_prompt(aesthetic, empty[:, :0]), aesthetic)
+    assert_close(am.relative_to_empty_prompt(aesthetic, empty), aesthetic - empty.mean(1, keepdim=True), ulps=OPS,
+                 what="gcd 1: E(\"\")'s mean token")
+    assert_exact(am.relative_to_empty_prompt(aesthetic, empty[:, :0]), aesthetic, "an empty E(\"\")")

@@ -3,6 +3,7 @@ import pytest
 import torch
 
 from tests.pack import pack_module
+from tests.tolerance import ONE_CALL, assert_close, assert_exact
 
 gn = pack_module("attention.group_norm")
 rows = pack_module("attention.core.rows")
@@ -27,7 +28,7 @@ def test_generated_rows_use_joint_statistics(as_module, affine):
     got = gn.shared_group_norm(module_forward(norm) if as_module else norm, x, layout)
     for c in range(2):
         ref = x[c * 3]
-        assert torch.equal(got[c * 3], norm(ref[None])[0])  # bit for bit: row 0 is normalised alone
+        assert_exact(got[c * 3], norm(ref[None])[0], f"reference row {c * 3}")  # it is normalised alone
         for i in (1, 2):
             row = x[c * 3 + i]
             g = row.reshape(4, 2, 5, 7)
@@ -38,7 +39,7 @@ def test_generated_rows_use_joint_statistics(as_module, affine):
             want = ((g - mean) / torch.sqrt(var + 1e-6)).reshape(8, 5, 7)
             if affine:
                 want = want * norm.weight[:, None, None] + norm.bias[:, None, None]
-            torch.testing.assert_close(got[c * 3 + i], want)
+            assert_close(got[c * 3 + i], want, ulps=ONE_CALL, what=f"row {c * 3 + i} vs joint statistics")
 
 
 def test_sharing_copy_shares_parameters_and_leaves_original_alone():
@@ -47,7 +48,7 @@ def test_sharing_copy_shares_parameters_and_leaves_original_alone():
     assert shared.weight is norm.weight
     assert type(norm) is torch.nn.GroupNorm
     x = torch.randn(2, 4, 3, 3)
-    assert torch.equal(shared(x), norm(x))  # outside a model evaluation: plain GroupNorm
+    assert_exact(shared(x), norm(x), "outside a model evaluation")  # plain GroupNorm
 
 
 def test_fast_path_keeps_half_precision_and_matches_float32():
@@ -60,7 +61,7 @@ def test_fast_path_keeps_half_precision_and_matches_float32():
     half = norm.half()
     got = gn.shared_group_norm(module_forward(half), x.half(), layout)
     assert got.dtype == torch.float16
-    torch.testing.assert_close(got.float(), want, rtol=1e-2, atol=1e-2)
+    assert_close(got, want, ulps=ONE_CALL, dtype=torch.float16, what="half precision vs float32")
 
 
 def test_weights_patched_at_call_time_run_the_module_itself():
@@ -88,4 +89,4 @@ def test_cast_weights_are_cast_like_comfyui_does():
         t, norm.num_groups, norm.weight.to(t), norm.bias.to(t), norm.eps)
     got = gn.shared_group_norm(gn.ModuleNorm(norm, casting), x, layout)
     assert got.dtype == torch.float64
-    torch.testing.assert_close(got, want, rtol=1e-6, atol=1e-6)
+    assert_close(got, want, ulps=ONE_CALL, what="cast weights vs float64 weights")

@@ -6,10 +6,12 @@ import pytest
 import torch
 
 from tests.pack import pack_module
+from tests.tolerance import EFFECT, LAYERS, ONE_CALL, OPS, SAMPLING, assert_close, assert_exact
 
 ddim = pack_module("inversion.ddim")
 trajectory_module = pack_module("inversion.trajectory")
 
+FIXED_POINT = SAMPLING * torch.finfo(torch.float64).eps  # a converged inversion: regenerating is float64 rounding off
 SIGMAS = torch.tensor([14.6, 6.0, 2.5, 1.0, 0.3, 0.0], dtype=torch.float64)
 
 
@@ -51,7 +53,7 @@ def test_plain_inversion_is_the_papers_ddim_inversion():
         return (x - denoise(x, s)) / s
     zs = ddim_inversion_alpha_bar(eps_of_z, x0, SIGMAS)
     for x, z, s in zip(states, zs, SIGMAS):
-        torch.testing.assert_close(x, z * math.sqrt(1.0 + float(s) ** 2), rtol=1e-10, atol=1e-10)
+        assert_close(x, z * math.sqrt(1.0 + float(s) ** 2), ulps=LAYERS, what=f"state at sigma {float(s)}")
 
 
 def test_trajectory_is_in_schedule_order_and_ends_at_the_input():
@@ -60,7 +62,7 @@ def test_trajectory_is_in_schedule_order_and_ends_at_the_input():
     states = ddim.invert(toy_denoiser(), x0, SIGMAS, 1, on_step=lambda k, x: seen.append(k))
     assert len(states) == len(SIGMAS)
     assert seen == list(range(1, len(SIGMAS)))
-    assert torch.equal(states[-1], x0)
+    assert_exact(states[-1], x0, "the trajectory's end")
 
 
 def test_refinement_makes_inversion_the_exact_inverse_of_ddim_sampling():
@@ -70,9 +72,9 @@ def test_refinement_makes_inversion_the_exact_inverse_of_ddim_sampling():
     for refine in (0, 2, 6, 200):
         x_T = ddim.invert(denoise, x0, SIGMAS, refine)[0]
         errors.append(ddim.relative_error(ddim.regenerate(denoise, x_T, SIGMAS), x0))
-    assert errors[0] > 1e-3, "plain DDIM inversion is not exact"
+    assert errors[0] > EFFECT, "plain DDIM inversion is not exact"
     assert errors[0] > errors[1] > errors[2] > errors[3]
-    assert errors[3] < 1e-9
+    assert errors[3] < FIXED_POINT, errors  # converged: the inverse of sampling up to float64 rounding
 
 
 def test_each_refined_step_solves_the_implicit_equation():
@@ -80,7 +82,7 @@ def test_each_refined_step_solves_the_implicit_equation():
     x_low = torch.randn(1, 4, 3, 3, dtype=torch.float64)
     s_low, s_high = torch.tensor(1.0, dtype=torch.float64), torch.tensor(2.5, dtype=torch.float64)
     x_high = ddim.inversion_step(denoise, x_low, s_low, s_high, refine_iterations=60)
-    torch.testing.assert_close(ddim.ddim_step(denoise, x_high, s_high, s_low), x_low, rtol=0, atol=1e-12)
+    assert_close(ddim.ddim_step(denoise, x_high, s_high, s_low), x_low, ulps=ONE_CALL, what="a step back down")
 
 
 def make_trajectory(latents, sigmas):
@@ -96,12 +98,12 @@ def test_trajectory_replay_is_exact_at_stored_sigmas_and_on_the_ddim_line_betwee
         states.append(ddim.ddim_step(denoise, states[-1], sigmas[i], sigmas[i + 1]))
     traj = make_trajectory(torch.stack(states), sigmas)
     for i, s in enumerate(sigmas):
-        assert torch.equal(traj.latent_at(float(s)), states[i][0])
+        assert_exact(traj.latent_at(float(s)), states[i][0], f"at stored sigma {float(s)}")
     s_mid = 0.5 * (float(sigmas[1]) + float(sigmas[2]))
     on_line = ddim.ddim_step(denoise, states[1], sigmas[1], torch.tensor(s_mid))
-    torch.testing.assert_close(traj.latent_at(s_mid), on_line[0], rtol=1e-5, atol=1e-5)
-    assert torch.equal(traj.latent_at(100.0), states[0][0])
-    assert torch.equal(traj.latent_at(-1.0), states[-1][0])
+    assert_close(traj.latent_at(s_mid), on_line[0], ulps=OPS, what="between stored sigmas")
+    assert_exact(traj.latent_at(100.0), states[0][0], "above the first sigma")
+    assert_exact(traj.latent_at(-1.0), states[-1][0], "below the last sigma")
 
 
 def test_trajectory_is_shared_not_copied_by_deepcopy():
@@ -114,4 +116,5 @@ def test_trajectory_is_shared_not_copied_by_deepcopy():
 @pytest.mark.parametrize("refine", [0, 3])
 def test_relative_error_is_rms_ratio(refine):
     a = torch.full((2, 2), 2.0)
-    assert ddim.relative_error(a * (1 + 0.1 * (refine + 1)), a) == pytest.approx(0.1 * (refine + 1))
+    assert_close(ddim.relative_error(a * (1 + 0.1 * (refine + 1)), a), 0.1 * (refine + 1), ulps=OPS,
+                 dtype=a.dtype, what="relative error")

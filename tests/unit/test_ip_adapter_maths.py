@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from tests.pack import pack_module
+from tests.tolerance import ONE_CALL, assert_changed, assert_close, assert_exact
 
 ipa = pack_module("attention.ip_adapter")
 calls = pack_module("attention.core.calls")
@@ -82,7 +83,7 @@ def test_image_branch_matches_formula(cond_or_uncond, images, weight):
             tokens = image_tokens_of_row(cond, uncond, kind, r, B)
             text = attention_per_head(q[i], k[i], v[i])
             image = attention_per_head(q[i], tokens @ adapter.to_k[1].T, tokens @ adapter.to_v[1].T)
-            torch.testing.assert_close(got[i], text + weight * image)
+            assert_close(got[i], text + weight * image, ulps=ONE_CALL, what=f"row {i}")
 
 
 def test_weight_zero_and_unmapped_layers_are_the_text_attention_bit_for_bit():
@@ -94,13 +95,13 @@ def test_weight_zero_and_unmapped_layers_are_the_text_attention_bit_for_bit():
     text = sdpa(q, k, v)
     zero = ipa.ImagePromptControl(adapter=adapter, cond_tokens=cond, uncond_tokens=uncond,
                                   layer_index={("input", 1, 0): 0}, weight=0.0)
-    assert torch.equal(run_control(zero, q, k, v, make_call([1, 0])), text)
+    assert_exact(run_control(zero, q, k, v, make_call([1, 0])), text, "weight 0")
     elsewhere = ipa.ImagePromptControl(adapter=adapter, cond_tokens=cond, uncond_tokens=uncond,
                                        layer_index={("input", 2, 0): 0}, weight=1.0)
-    assert torch.equal(run_control(elsewhere, q, k, v, make_call([1, 0])), text)
+    assert_exact(run_control(elsewhere, q, k, v, make_call([1, 0])), text, "an unmapped layer")
     active = ipa.ImagePromptControl(adapter=adapter, cond_tokens=cond, uncond_tokens=uncond,
                                     layer_index={("input", 1, 0): 0}, weight=1.0)
-    assert not torch.allclose(run_control(active, q, k, v, make_call([1, 0])), text)
+    assert_changed(run_control(active, q, k, v, make_call([1, 0])), text, what="a mapped layer at weight 1")
 
 
 def test_reference_rows_inserted_by_reference_mode_get_no_image_branch():
@@ -117,12 +118,12 @@ def test_reference_rows_inserted_by_reference_mode_get_no_image_branch():
     got = run_control(control, q, k, v, call)
     for c, kind in enumerate([1, 0]):
         ref = c * B
-        torch.testing.assert_close(got[ref], attention_per_head(q[ref], k[ref], v[ref]))
+        assert_close(got[ref], attention_per_head(q[ref], k[ref], v[ref]), ulps=ONE_CALL, what=f"reference row {ref}")
         for user_row in range(2):
             i = ref + 1 + user_row
             tokens = uncond[0] if kind == 1 else cond[user_row]
             image = attention_per_head(q[i], tokens @ adapter.to_k[0].T, tokens @ adapter.to_v[0].T)
-            torch.testing.assert_close(got[i], attention_per_head(q[i], k[i], v[i]) + image)
+            assert_close(got[i], attention_per_head(q[i], k[i], v[i]) + image, ulps=ONE_CALL, what=f"row {i}")
     # a call the reference wrapper left alone (an area cond's crop) is not marked
     assert not ipa.inserted_reference(make_call([1, 0])) and ipa.inserted_reference(call)
 

@@ -7,6 +7,7 @@ import torch
 
 from tests.harness import paths  # noqa: F401  (puts scripts/ on sys.path for tiny_models)
 from tests.pack import pack_module
+from tests.tolerance import LAYERS, ONE_CALL, assert_close
 from tiny_models.ip_adapter import adapter_state_dict
 
 projection = pack_module("attention.ip_adapter_projection")
@@ -66,7 +67,7 @@ def test_base_projection_is_layer_norm_of_reshaped_linear():
     got = adapter.projection.double()(e)
     flat = e @ sd["image_proj.proj.weight"].T + sd["image_proj.proj.bias"]
     want = layer_norm(flat.reshape(3, 4, 64), sd["image_proj.norm.weight"], sd["image_proj.norm.bias"])
-    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)  # the projection is held in float32
+    assert_close(got, want, ulps=ONE_CALL, dtype=torch.float32, what="base projection")  # held in float32
     assert adapter.variant == "base" and adapter.tokens == 4 and adapter.feature == "image_embeds"
 
 
@@ -77,7 +78,7 @@ def test_plus_projection_is_the_perceiver_resampler():
     x = torch.randn(2, 9, 80, dtype=torch.float64)
     got = adapter.projection.double()(x)
     want = perceiver_resampler(sd, x, heads=128 // 64)
-    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)  # the projection is held in float32
+    assert_close(got, want, ulps=LAYERS, dtype=torch.float32, what="perceiver resampler")  # held in float32
     assert adapter.variant == "plus" and adapter.tokens == 16 and adapter.feature == "penultimate_hidden_states"
     assert adapter.feature_dim == 80
 

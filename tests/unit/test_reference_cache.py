@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from tests.pack import pack_module
+from tests.tolerance import ONE_CALL, OPS, assert_close, assert_exact
 
 cache_module = pack_module("inversion.reference_cache")
 rows = pack_module("attention.core.rows")
@@ -34,11 +35,14 @@ def test_norm_statistics_are_row_0s_by_the_textbook_formulas():
     for c in range(2):
         ref = x[c * 3]
         grouped = ref.reshape(4, -1)
-        assert torch.allclose(stats.group_mean[c, 0, :, 0], grouped.mean(-1))
-        assert torch.allclose(stats.group_var[c, 0, :, 0], grouped.var(-1, unbiased=False))
+        assert_close(stats.group_mean[c, 0, :, 0], grouped.mean(-1), ulps=OPS, magnitude_of=ref, what="group means")
+        assert_close(stats.group_var[c, 0, :, 0], grouped.var(-1, unbiased=False), ulps=OPS,
+                     magnitude_of=ref.square(), what="group variances")
         per_channel = ref.reshape(8, -1)
-        assert torch.allclose(stats.channel_mean[c, 0].flatten(), per_channel.mean(-1))
-        assert torch.allclose(stats.channel_std[c, 0].flatten(), (per_channel.var(-1) + 1e-5).sqrt())
+        assert_close(stats.channel_mean[c, 0].flatten(), per_channel.mean(-1), ulps=OPS, magnitude_of=ref,
+                     what="channel means")
+        assert_close(stats.channel_std[c, 0].flatten(), (per_channel.var(-1) + art_bn.EPS).sqrt(), ulps=OPS,
+                     magnitude_of=ref, what="channel stds")
 
 
 @pytest.mark.parametrize("affine", [True, False])
@@ -53,7 +57,7 @@ def test_joint_group_norm_with_recorded_statistics_equals_the_row_in_the_batch(a
     stats = cache_module.norm_stats(x, layout, 4)
     gen, gen_layout = without_row0(x, layout)
     replayed = gn.shared_group_norm(gn.ModuleNorm(norm, norm.forward), gen, gen_layout, stats)
-    assert torch.equal(replayed, rows.strip_rows(full, 2))
+    assert_exact(replayed, rows.strip_rows(full, 2), "replayed vs in the batch")
 
 
 def test_a_weight_patched_group_norm_gets_a_stand_in_row_with_the_recorded_statistics():
@@ -65,7 +69,7 @@ def test_a_weight_patched_group_norm_gets_a_stand_in_row_with_the_recorded_stati
     full = gn.shared_group_norm(norm, x, layout)  # a plain callable: the joined-copy path
     gen, gen_layout = without_row0(x, layout)
     replayed = gn.shared_group_norm(norm, gen, gen_layout, cache_module.norm_stats(x, layout, 4))
-    torch.testing.assert_close(replayed, rows.strip_rows(full, 2), rtol=1e-9, atol=1e-9)
+    assert_close(replayed, rows.strip_rows(full, 2), ulps=ONE_CALL, what="stand-in row vs the row in the batch")
 
 
 @pytest.mark.parametrize("group_size", [30, 31])  # even and odd numbers of elements per group
@@ -75,8 +79,8 @@ def test_stand_in_row_has_the_recorded_group_mean_and_variance(group_size):
     stats = cache_module.norm_stats(x, layout, 4)
     row = gn.stand_in_row(stats, layout.split(x))  # (chunks, 1, 4, group_size)
     again = cache_module.norm_stats(row.flatten(0, 1), rows.chunk_layout(2, LAYOUT_KINDS), 4)
-    torch.testing.assert_close(again.group_mean, stats.group_mean)
-    torch.testing.assert_close(again.group_var, stats.group_var)
+    assert_close(again.group_mean, stats.group_mean, ulps=OPS, magnitude_of=row, what="group means")
+    assert_close(again.group_var, stats.group_var, ulps=OPS, magnitude_of=row.square(), what="group variances")
 
 
 @pytest.mark.parametrize("strength", [1.0, 0.4])
@@ -87,7 +91,7 @@ def test_art_bn_with_recorded_statistics_equals_the_row_in_the_batch(strength):
     stats = cache_module.norm_stats(x, layout, 4)
     gen, gen_layout = without_row0(x, layout)
     replayed = art_bn.align_generated_rows(gen, gen_layout, strength, (-2, -1), reference=stats.channel)
-    assert torch.equal(replayed, rows.strip_rows(full, 2))
+    assert_exact(replayed, rows.strip_rows(full, 2), "replayed vs in the batch")
 
 
 def test_one_caller_row_is_still_aligned_when_row_0_comes_from_the_cache():
@@ -97,7 +101,8 @@ def test_one_caller_row_is_still_aligned_when_row_0_comes_from_the_cache():
     gen, gen_layout = without_row0(x, layout)
     assert gen_layout.rows == 1
     replayed = art_bn.align_generated_rows(gen, gen_layout, 1.0, (-2, -1), reference=stats.channel)
-    assert torch.equal(replayed, rows.strip_rows(art_bn.align_generated_rows(x, layout, 1.0, (-2, -1)), 2))
+    assert_exact(replayed, rows.strip_rows(art_bn.align_generated_rows(x, layout, 1.0, (-2, -1)), 2),
+                 "replayed vs in the batch")
 
 
 def attention(q, k, v, mask):
@@ -112,7 +117,7 @@ def test_shared_attention_for_a_dropped_row_0_leaves_the_generated_rows_unchange
     settings = style.SharingSettings(score_shift=shift, adain_values=True)
     full = style.shared_attention(q, k, v, layout, settings, attention, heads=heads)
     skipped = style.shared_attention(q, k, v, layout, settings, attention, heads=heads, reference_output=False)
-    assert torch.equal(rows.strip_rows(skipped, 2), rows.strip_rows(full, 2))  # row 0's output is dropped
+    assert_exact(rows.strip_rows(skipped, 2), rows.strip_rows(full, 2), "generated rows")  # row 0's output is dropped
 
 
 def test_replay_puts_the_recorded_row_back_in_front_of_every_chunk_and_drops_its_output():
@@ -128,10 +133,11 @@ def test_replay_puts_the_recorded_row_back_in_front_of_every_chunk_and_drops_its
         return q_ * 2.0
     gen = [rows.strip_rows(t, 2) for t in (q, k, v)]
     out = replay.attend(("attn1", ("input", 1, 0)), *gen, options, run)
-    assert torch.equal(seen["q"], q) and torch.equal(seen["k"], k) and torch.equal(seen["v"], v)
+    for name, t in (("q", q), ("k", k), ("v", v)):
+        assert_exact(seen[name], t, f"{name} with the recorded row put back")
     assert seen["options"][cache_module.REPLAYED_ROW_KEY] and seen["options"][cache_module.REFERENCE_INSERTED_KEY]
     assert cache_module.REPLAYED_ROW_KEY not in options  # the layer's own options are left alone
-    assert torch.equal(out, gen[0] * 2.0)
+    assert_exact(out, gen[0] * 2.0, "the caller's rows of the output")
     with pytest.raises(cache_module.ReplayMissing):
         replay.attend(("attn1", ("output", 3, 0)), *gen, options, run)
     with pytest.raises(cache_module.ReplayMissing):  # another token count

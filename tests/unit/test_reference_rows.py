@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from tests.pack import pack_module
+from tests.tolerance import assert_exact
 
 reference = pack_module("inversion.reference")
 rows = pack_module("attention.core.rows")
@@ -17,9 +18,9 @@ def test_insert_then_strip_gives_back_the_rows():
     joined = rows.insert_rows(x, 3, ref)
     assert joined.shape == (9, 2)
     for c in range(3):
-        assert torch.equal(joined[c * 3], ref[c])
-        assert torch.equal(joined[c * 3 + 1: c * 3 + 3], x[c * 2: c * 2 + 2])
-    assert torch.equal(rows.strip_rows(joined, 3), x)
+        assert_exact(joined[c * 3], ref[c], f"chunk {c}'s reference row")
+        assert_exact(joined[c * 3 + 1: c * 3 + 3], x[c * 2: c * 2 + 2], f"chunk {c}'s rows")
+    assert_exact(rows.strip_rows(joined, 3), x, "stripped rows")
 
 
 def test_context_lengths_are_matched_by_repeating_whole_sequences():
@@ -27,9 +28,9 @@ def test_context_lengths_are_matched_by_repeating_whole_sequences():
     refs = [torch.randn(1, 154, 8), torch.randn(1, 77, 8)]
     joined = reference.insert_context(gen, refs)
     assert joined.shape == (6, 154, 8)
-    assert torch.equal(joined[0], refs[0][0])
-    assert torch.equal(joined[3], torch.cat([refs[1][0]] * 2))
-    assert torch.equal(joined[1], torch.cat([gen[0]] * 2))
+    assert_exact(joined[0], refs[0][0], "the first reference context")
+    assert_exact(joined[3], torch.cat([refs[1][0]] * 2), "the second reference context, repeated")
+    assert_exact(joined[1], torch.cat([gen[0]] * 2), "a generated row's context, repeated")
 
 
 def test_controlnet_residuals_are_zero_for_the_reference_row_and_lists_are_new():
@@ -41,7 +42,7 @@ def test_controlnet_residuals_are_zero_for_the_reference_row_and_lists_are_new()
     got = joined["middle"][0]
     assert got.shape == (6, 3, 2, 2)
     assert torch.count_nonzero(got[[0, 3]]) == 0
-    assert torch.equal(got[[1, 2, 4, 5]], residual * 2)
+    assert_exact(got[[1, 2, 4, 5]], residual * 2, "the generated rows' residuals")
 
 
 def make_trajectory(c, h, w):
@@ -69,16 +70,16 @@ def test_wrapper_feeds_the_model_reference_rows_and_returns_only_the_callers(con
         seen.update(x=x_, t=t_, context=c_crossattn, control=control_, y=kwargs["y"])
         return x_ * 10
     out = wrapper(executor, x, t, None, context, control, {"cond_or_uncond": cond_or_uncond}, y=y)
-    torch.testing.assert_close(out, x * 10)
+    assert_exact(out, x * 10, "the caller's rows of the output")
     for c, kind in enumerate(cond_or_uncond):
         r = c * (rows + 1)
-        assert torch.equal(seen["x"][r], torch.full((4, 2, 2), 2.0))  # the latent stored at sigma 1
+        assert_exact(seen["x"][r], torch.full((4, 2, 2), 2.0), "the reference row's latent (stored at sigma 1)")
         assert float(seen["t"][r]) == 1.0
         sign = 1.0 if kind == 0 else -1.0
         assert torch.all(seen["context"][r] == 7.0 * sign)
         assert torch.all(seen["y"][r] == 7.0 * sign)
         assert torch.count_nonzero(seen["control"]["input"][0][r]) == 0
-        assert torch.equal(seen["x"][r + 1: r + 3], x[c * rows: (c + 1) * rows])
+        assert_exact(seen["x"][r + 1: r + 3], x[c * rows: (c + 1) * rows], "the caller's latents")
     assert seen["context"].shape[1] == (10 if 1 in cond_or_uncond else 5)
 
 

@@ -7,12 +7,13 @@ import torch
 from hypothesis import given, settings, strategies as st
 
 from tests.pack import pack_module
+from tests.tolerance import OPS, assert_close, assert_exact
 
 masks = pack_module("attention.region_masks")
 regional = pack_module("attention.regional")
 curves = pack_module("attention.weight_curves")
 
-EPS32 = torch.finfo(torch.float32).eps
+SUPERSAMPLING = 2 / 60  # the supersampled reference resolves 1/60 of a cell per side: two edges per axis
 
 
 def supersampled(box, h, w, factor=60):
@@ -39,8 +40,10 @@ def test_a_moving_box_is_the_straight_line_between_its_keyframes(start, end, fra
     for j in range(frames):
         t = j / (frames - 1)
         box = tuple(a + t * (b - a) for a, b in zip(start, end))
-        # the sub-cell count resolves 1/60 of a cell per side
-        torch.testing.assert_close(cells[j], supersampled(box, 6, 8), rtol=0, atol=2 / 60 + 1e-9)
+        # the sub-cell count resolves 1/60 of a cell per side: a box edge between sub-cell centres is off
+        # by up to 1/60 of the cell's area per edge crossing it (two at most per axis)
+        difference = float((cells[j] - supersampled(box, 6, 8)).abs().max())
+        assert difference <= SUPERSAMPLING, (j, difference)
 
 
 def test_keyframes_in_between_and_outside_hold_their_boxes():
@@ -48,17 +51,19 @@ def test_keyframes_in_between_and_outside_hold_their_boxes():
     path = ((0.25, a), (0.5, b), (1.0, c))
     assert masks.box_at(path, 0.0) == a and masks.box_at(path, 0.25) == a  # held before the first keyframe
     assert masks.box_at(path, 0.5) == b and masks.box_at(path, 1.0) == c
-    assert masks.box_at(path, 0.75) == pytest.approx((0.6, 0.2, 0.2, 0.2))
+    assert_close(torch.tensor(masks.box_at(path, 0.75)), torch.tensor((0.6, 0.2, 0.2, 0.2)), ulps=OPS,
+                 what="half way between the last two keyframes")
 
 
 def test_a_still_reads_the_first_keyframe_and_a_static_box_is_the_same_on_every_frame():
     box = (0.1, 0.2, 0.5, 0.4)
     still = region(box=box).grid(4, 4)
-    assert torch.equal(still, masks.box_coverage(box, 4, 4).flatten().float())
+    assert_exact(still, masks.box_coverage(box, 4, 4).flatten().float(), "a still")
     moving = region(box=box, keyframes=((0.0, box), (1.0, (0.5, 0.5, 0.5, 0.5))))
-    assert torch.equal(moving.grid(4, 4), still) and torch.equal(moving.grid(1, 4, 4), still)
+    assert_exact(moving.grid(4, 4), still, "a moving box on a still")
+    assert_exact(moving.grid(1, 4, 4), still, "a moving box on one frame")
     static = region(box=box).grid(5, 4, 4)
-    assert torch.equal(static, still.repeat(5))  # frame-major: every frame the same box
+    assert_exact(static, still.repeat(5), "a static box over 5 frames")  # frame-major: every frame the same box
 
 
 def sub_frame_mean(stack: torch.Tensor, frames: int) -> torch.Tensor:
@@ -74,11 +79,11 @@ def test_a_mask_batch_is_averaged_over_each_latent_frames_stretch_of_the_clip(ma
     stack = (torch.rand(mask_frames, 16, 16, generator=torch.Generator().manual_seed(mask_frames)) > 0.5).float()
     got = masks.masks_over_frames(stack, frames, 4, 4).double()
     want = torch.stack([masks.resize_mask(frame.float(), 4, 4).double() for frame in sub_frame_mean(stack, frames)])
-    torch.testing.assert_close(got, want, rtol=0, atol=8 * EPS32)
+    assert_close(got, want, ulps=OPS, dtype=torch.float32, magnitude_of=1.0, what="mask frames over latent frames")
 
 
 def test_a_single_mask_on_a_still_is_the_image_mask_as_before():
     mask = torch.zeros(64, 64)
     mask[:32, 16:48] = 1.0
-    assert torch.equal(region(mask=mask).grid(4, 4), masks.resize_mask(mask, 4, 4).flatten())
-    assert torch.equal(region(mask=mask[None]).grid(4, 4), region(mask=mask).grid(4, 4))
+    assert_exact(region(mask=mask).grid(4, 4), masks.resize_mask(mask, 4, 4).flatten(), "an image mask")
+    assert_exact(region(mask=mask[None]).grid(4, 4), region(mask=mask).grid(4, 4), "a batch of one mask")

@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from tests.pack import pack_module
+from tests.tolerance import ONE_CALL, OPS, assert_changed, assert_close, assert_exact
 
 regional = pack_module("attention.regional")
 region_masks = pack_module("attention.region_masks")
@@ -89,13 +90,14 @@ def test_blend_matches_per_token_formula(boxes, weights):
     regions = [(make_region(b, c, i), c) for i, (b, c) in enumerate(zip(boxes, weights))]
     rows = [2, 3]  # layout [1, 0]: uncond chunk first
     got = blend(chain_out, q, k, v, rows, regions, (h, w))
-    torch.testing.assert_close(got, reference(chain_out, q, k, v, rows, regions, (h, w)), rtol=1e-9, atol=1e-9)
+    assert_close(got, reference(chain_out, q, k, v, rows, regions, (h, w)), ulps=ONE_CALL, what="blend vs the formula")
 
 
 def test_box_coverage_is_the_covered_area_of_each_cell():
     for box, (h, w) in [((0.1, 0.2, 0.5, 0.4), (4, 8)), ((0.33, 0.0, 0.34, 1.0), (7, 5)), ((0, 0, 1, 1), (3, 3))]:
-        torch.testing.assert_close(region_masks.box_coverage(box, h, w).double(), supersampled_box(box, h, w),
-                                   rtol=0, atol=1e-3)
+        coverage = region_masks.box_coverage(box, h, w)  # these boxes' edges fall on the 40x supersampling grid:
+        assert_close(coverage, supersampled_box(box, h, w), ulps=OPS, dtype=coverage.dtype,  # exact there
+                     what=f"coverage of {box} on {h}x{w}")
 
 
 def exact_area_mean(mask: torch.Tensor, h: int, w: int) -> torch.Tensor:
@@ -114,7 +116,7 @@ def test_a_mask_of_any_size_is_averaged_exactly_over_each_cell(mask_size, grid):
     mask = (torch.rand(*mask_size, generator=torch.Generator().manual_seed(sum(mask_size))) > 0.5).float()
     got, want = region_masks.resize_mask(mask, *grid).double(), exact_area_mean(mask, *grid)
     # float32 result of a float64 mean of values in [0, 1]: a few float32 ulps of 1
-    torch.testing.assert_close(got, want, rtol=0, atol=4 * torch.finfo(torch.float32).eps)
+    assert_close(got, want, ulps=OPS, dtype=torch.float32, magnitude_of=1.0, what=f"{mask_size} mask on {grid}")
 
 
 def test_adaptive_pooling_was_off_by_up_to_a_tenth_where_cells_cut_pixels():
@@ -129,14 +131,14 @@ def test_mask_is_area_averaged_to_the_layer():
     mask[:32, 16:48] = 1.0
     got = region_masks.resize_mask(mask, 4, 4)
     want = torch.tensor([[0, 1, 1, 0], [0, 1, 1, 0], [0, 0, 0, 0], [0, 0, 0, 0]], dtype=torch.float32)
-    assert torch.equal(got, want)
+    assert_exact(got, want, "area-averaged mask")
 
 
 def test_weight_zero_is_bit_exact_identity():
     q, k, v = qkv(2, 4, 4)
     chain_out = softmax_attention(q, k, v)
     out = blend(chain_out, q, k, v, [0, 1], [(make_region((0.0, 0.0, 1.0, 1.0), 0.0, 1), 0.0)], (4, 4))
-    assert torch.equal(out, chain_out)
+    assert_exact(out, chain_out, "weight 0")
 
 
 def test_tokens_outside_every_region_and_uncond_rows_are_unchanged():
@@ -146,9 +148,9 @@ def test_tokens_outside_every_region_and_uncond_rows_are_unchanged():
     box = (0.5, 0.5, 0.5, 0.5)
     out = blend(chain_out, q, k, v, [2, 3], [(make_region(box, 1.0, 3), 1.0)], (h, w))
     inside = supersampled_box(box, h, w).flatten() > 0
-    assert torch.equal(out[:2], chain_out[:2])  # uncond rows
-    assert torch.equal(out[2:, ~inside], chain_out[2:, ~inside])
-    assert not torch.allclose(out[2:, inside], chain_out[2:, inside])
+    assert_exact(out[:2], chain_out[:2], "uncond rows")
+    assert_exact(out[2:, ~inside], chain_out[2:, ~inside], "tokens outside the region")
+    assert_changed(out[2:, inside], chain_out[2:, inside], what="tokens inside the region")
 
 
 def test_foreign_chain_contribution_is_kept_inside_regions():
@@ -159,7 +161,7 @@ def test_foreign_chain_contribution_is_kept_inside_regions():
     regions = [(make_region((0.0, 0.0, 0.5, 1.0), 1.0, 4), 1.0)]
     delta_plain = blend(plain, q, k, v, [0], regions, (4, 4)) - plain
     delta_foreign = blend(foreign, q, k, v, [0], regions, (4, 4)) - foreign
-    torch.testing.assert_close(delta_plain, delta_foreign, rtol=1e-12, atol=1e-12)
+    assert_close(delta_plain, delta_foreign, ulps=OPS, magnitude_of=foreign, what="the regional delta")
 
 
 def test_weight_one_full_box_replaces_the_full_prompt():
@@ -167,7 +169,8 @@ def test_weight_one_full_box_replaces_the_full_prompt():
     region = make_region((0.0, 0.0, 1.0, 1.0), 1.0, 5)
     out = blend(softmax_attention(q, k, v), q, k, v, [0], [(region, 1.0)], (3, 3))
     to_k, to_v = projections()
-    torch.testing.assert_close(out, softmax_attention(q, region.cond @ to_k, region.cond @ to_v))
+    assert_close(out, softmax_attention(q, region.cond @ to_k, region.cond @ to_v), ulps=ONE_CALL,
+                 what="weight 1 over the whole image")
 
 
 @pytest.mark.parametrize("kind,start,end,switch,values,expect", [
@@ -180,7 +183,7 @@ def test_weight_one_full_box_replaces_the_full_prompt():
 def test_curves_follow_their_formula(kind, start, end, switch, values, expect):
     curve = curves.make_curve("AtelierRegion", kind, start, end, switch, values)
     for p in [0.0, 0.1, 0.25, 0.3, 0.49, 0.5, 0.75, 0.99, 1.0]:
-        assert curve.at(p) == pytest.approx(expect(p), abs=1e-12), p
+        assert_close(curve.at(p), expect(p), ulps=OPS, what=f"{kind} at {p}")
 
 
 def test_list_curve_gives_value_k_to_step_k_of_a_normal_schedule():
@@ -229,13 +232,16 @@ def test_step_progress_snaps_every_evaluation_to_its_step():
     sigmas = [10.0, 7.0, 4.0, 1.0, 0.0]
     progress = lambda s: (10.0 - s) / (10.0 - 0.01)
     for sigma, step in [(10.0, 10.0), (7.0, 7.0), (5.5, 7.0), (4.0000001, 4.0), (1.0, 1.0), (0.3, 1.0)]:
-        assert curves.step_progress(run_info(sigma, sigmas)) == pytest.approx(progress(step)), sigma
+        assert_close(curves.step_progress(run_info(sigma, sigmas)), progress(step), ulps=OPS, dtype=torch.float32,
+                     what=f"progress at sigma {sigma}")  # from float32 sigmas
 
 
 def test_step_progress_is_absolute_for_partial_runs_and_without_sample_sigmas():
     tail = [4.0, 1.0, 0.0]  # denoise < 1 or the second half of split sigmas
-    assert curves.step_progress(run_info(4.0, tail)) == pytest.approx((10.0 - 4.0) / 9.99)
-    assert curves.step_progress(run_info(2.5, None)) == pytest.approx((10.0 - 2.5) / 9.99)
+    assert_close(curves.step_progress(run_info(4.0, tail)), (10.0 - 4.0) / 9.99, ulps=OPS, dtype=torch.float32,
+                 what="progress of a partial run")  # from float32 sigmas
+    assert_close(curves.step_progress(run_info(2.5, None)), (10.0 - 2.5) / 9.99, ulps=OPS, dtype=torch.float32,
+                 what="progress without sample sigmas")
 
 
 @pytest.mark.parametrize("tokens", [(5, 10), (7, 11)], ids=["lengths stacked to their lcm", "each region alone"])
@@ -248,7 +254,8 @@ def test_local_prompts_of_different_lengths(tokens):
     regions = [(make_region((0.0, 0.0, 0.6, 1.0), 1.0, 8, tokens=tokens[0]), 1.0),
                (make_region((0.3, 0.2, 0.7, 0.8), 0.6, 9, tokens=tokens[1]), 0.6)]
     got = blend(chain_out, q, k, v, [2, 3], regions, (h, w))
-    torch.testing.assert_close(got, reference(chain_out, q, k, v, [2, 3], regions, (h, w)), rtol=1e-9, atol=1e-9)
+    assert_close(got, reference(chain_out, q, k, v, [2, 3], regions, (h, w)), ulps=ONE_CALL,
+                 what="blend vs the formula")
 
 
 def test_full_prompt_attention_passed_in_is_used_as_is():
@@ -262,4 +269,5 @@ def test_full_prompt_attention_passed_in_is_used_as_is():
     reused = regional.regional_blend(chain_out, q, k, v, [2, 3], regions, (h, w),
                                      lambda r: (r.cond @ to_k, r.cond @ to_v), softmax_attention,
                                      full=chain_out[2:])
-    torch.testing.assert_close(reused, blend(chain_out, q, k, v, [2, 3], regions, (h, w)), rtol=0, atol=1e-12)
+    assert_close(reused, blend(chain_out, q, k, v, [2, 3], regions, (h, w)), ulps=ONE_CALL,
+                 what="chain rows given vs recomputed")
