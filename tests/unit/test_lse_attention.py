@@ -13,6 +13,7 @@ from hypothesis import given, settings, strategies as st
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from tests.pack import pack_module
+from tests.tolerance import assert_exact
 
 lse_attention = pack_module("attention.core.lse_attention")
 attention_with_lse = lse_attention.attention_with_lse
@@ -277,7 +278,8 @@ def test_an_empty_part_changes_nothing_and_all_empty_is_the_empty_set():
     empty = attention_with_lse(q, sets[0][0][..., :0, :], sets[0][1][..., :0, :])
     with_empty = merge_attention([empty, *parts, empty])
     without = merge_attention(parts)
-    torch.testing.assert_close(with_empty, without, rtol=0, atol=0)  # weight exactly 0, max unchanged
+    assert_exact(with_empty[0], without[0], "an empty part: out")  # weight exactly 0, max unchanged
+    assert_exact(with_empty[1], without[1], "an empty part: lse")
     out, lse = merge_attention([empty, empty])
     assert torch.equal(out, torch.zeros_like(out)) and torch.equal(lse, torch.full_like(lse, -math.inf))
 
@@ -289,10 +291,10 @@ def test_minus_infinite_lse_drops_a_part_for_those_queries():
     outside = torch.arange(10) % 3 == 0
     masked_text = (text[0], text[1].masked_fill(outside, -math.inf))
     out, lse = merge_attention([masked_text, image])
-    torch.testing.assert_close(out[..., outside, :], image[0][..., outside, :], rtol=0, atol=0)
-    torch.testing.assert_close(lse[..., outside], image[1][..., outside], rtol=0, atol=0)
+    assert_exact(out[..., outside, :], image[0][..., outside, :], "out where the set is dropped")
+    assert_exact(lse[..., outside], image[1][..., outside], "lse where the set is dropped")
     inside = merge_attention([text, image])
-    torch.testing.assert_close(out[..., ~outside, :], inside[0][..., ~outside, :], rtol=0, atol=0)
+    assert_exact(out[..., ~outside, :], inside[0][..., ~outside, :], "out where it is kept")
 
 
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
@@ -314,7 +316,8 @@ def test_merge_of_one_part_is_that_part():
     q, k, v = qkv(14, 1, 2, 5, 7, 32)
     out, lse = attention_with_lse(q, k, v)
     merged = merge_attention([(out, lse)])
-    torch.testing.assert_close(merged, (out, lse), rtol=0, atol=0)
+    assert_exact(merged[0], out, "one part's out")
+    assert_exact(merged[1], lse, "one part's lse")
 
 
 def test_merge_rejects_mismatched_parts():
