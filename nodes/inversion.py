@@ -7,6 +7,7 @@ from comfy_api.latest import io
 
 from .common import search_aliases
 
+from ..attention import models
 from ..attention.core.errors import AtelierError
 from ..attention.core.family import INVERSION
 from ..attention.dispatch.dispatcher import require_supported
@@ -17,6 +18,22 @@ from .input_guard import guarded
 
 NODE = "AtelierInvert"
 TrajectoryType = io.Custom("ATELIER_TRAJECTORY")  # inversion.trajectory.Trajectory
+
+
+def check_latent(samples, latent: dict, family):
+    """An image latent [batch, C, H, W] ([batch, C, 1, H, W] where the VAE is a video one: Qwen-Image, Krea 2),
+    or a clip [batch, C, frames, H, W] on a video model, every frame noised: inversion walks every token up
+    the same sigmas, which a latent that keeps frames clean (an image-to-video start frame's noise_mask) does
+    not sample."""
+    video = family is not None and family.kind == "separate"
+    if samples.ndim not in (4, 5) or (samples.ndim == 5 and samples.shape[2] > 1 and not video):
+        raise AtelierError(NODE, "latent", f"expected an image latent [batch, C, H, W], got {list(samples.shape)}.",
+                           "encode a still image with VAEEncode (a clip: on a video model).")
+    if video and latent.get("noise_mask") is not None:
+        raise AtelierError(NODE, "latent", "the latent keeps some frames as they are (a noise_mask, as an "
+                           "image-to-video start frame's); inversion noises every frame along one schedule, "
+                           "which such a clip is never sampled with.",
+                           "invert a clip without kept frames (encode it with VAEEncode, no start image).")
 
 
 def require_invertible(model):
@@ -82,10 +99,8 @@ class AtelierInvert(io.ComfyNode):
                 negative=None) -> io.NodeOutput:
         require_invertible(model)
         samples = comfy.sample.fix_empty_latent_channels(model, latent["samples"])
-        if samples.ndim != 4 and not (samples.ndim == 5 and samples.shape[2] == 1):  # 5D: one frame (Qwen-Image)
-            raise AtelierError(NODE, "latent", f"expected an image latent [batch, C, H, W], got {list(samples.shape)}.",
-                               "encode a still image with VAEEncode.")
         diffusion_model = model.get_model_object("diffusion_model")
+        check_latent(samples, latent, models.family_of(diffusion_model))
         for name, conditioning in (("positive", positive), ("negative", negative)):
             check_conditioning_width(conditioning, diffusion_model, NODE, name, f"the {name} conditioning")
         positive = positive if positive is not None else zero_conditioning(model)
