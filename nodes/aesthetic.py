@@ -83,6 +83,7 @@ class AtelierAestheticMix(io.ComfyNode):
         selection = make_layers(MIX, layers, model=model)
         controls = []
         if strength != 0.0 and (aesthetic or "").strip():
+            dispatcher.require_supported(model, MIX, features=(AestheticMixControl.feature,))  # the family first
             if clip is None:
                 raise AtelierError(MIX, "clip", "the checkpoint has no text encoder.",
                                    "load a checkpoint with CLIP or use a CLIPLoader.")

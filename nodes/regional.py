@@ -234,8 +234,9 @@ class AtelierRegionalAttention(io.ComfyNode):
         window = make_window(ATTENTION, start_percent, end_percent)
         selection = make_layers(ATTENTION, layers, model=model)
         live = tuple(r for r in (regions or ()) if not r.curve.always_zero)
-        check_region_widths(model, live)
         controls = [RegionalControl(regions=live, layers=selection, window=window)] if live else []
+        dispatcher.require_supported(model, ATTENTION, controls)  # the family first: its refusal says more
+        check_region_widths(model, live)
         return io.NodeOutput(dispatcher.attach(model, *controls, node=ATTENTION))
 
 

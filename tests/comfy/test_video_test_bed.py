@@ -9,57 +9,18 @@ forward, in order: which tokens query which keys; what ``transformer_options`` c
 changes them fails here first. Families a test bed's ComfyUI lacks are skipped with the reason (LTX-2
 audio-video and MiniMax H3 exist in ComfyUI 0.33.0 only).
 """
-import importlib.util
-
 import pytest
 import torch
 
-DIFFUSION_MODELS = "diffusion_models"
+from tests.comfy.video_models import CASES, forget, streams, tiny
+
 TEXT = 5  # stand-in prompt tokens: a count no video / audio stream of these latents has
-
-# case -> (module, file attribute, ComfyUI config class, diffusion model class)
-CASES = {
-    "wan21_t2v": ("wan", "WAN21_T2V", "WAN21_T2V", "WanModel"),
-    "wan21_i2v": ("wan", "WAN21_I2V", "WAN21_I2V", "WanModel"),
-    "wan22_i2v_14b": ("wan", "WAN22_I2V", "WAN21_T2V", "WanModel"),
-    "wan22_ti2v_5b": ("wan", "WAN22_TI2V", "WAN22_T2V", "WanModel"),
-    "ltxv": ("ltx", "LTXV", "LTXV", "LTXVModel"),
-    "ltxav": ("ltx", "LTXAV", "LTXAV", "LTXAVModel"),
-    "minimax_h3": ("minimax", "MINIMAX_H3", "MiniMaxH3", "MiniMaxH3Model"),
-}
-_LOADED: dict = {}
-
-
-def _skip_reason(case: str):
-    if case == "ltxav" and importlib.util.find_spec("comfy.ldm.lightricks.av_model") is None:
-        return "LTX-2 (LTXAV, comfy/ldm/lightricks/av_model.py) is in the 0.33.0 test bed, not in this ComfyUI"
-    if case == "minimax_h3" and importlib.util.find_spec("comfy.ldm.minimax") is None:
-        return "MiniMax H3 (comfy/ldm/minimax) is in the 0.33.0 test bed, not in this ComfyUI"
-    return None
-
-
-def tiny(comfy, case: str):
-    """(module, path, ModelPatcher) of a case's tiny model, built into the test base if missing or stale."""
-    import importlib
-    reason = _skip_reason(case)
-    if reason:
-        pytest.skip(reason)
-    if case not in _LOADED:
-        module_name, attr, _, _ = CASES[case]
-        module = importlib.import_module(f"tiny_models.{module_name}")
-        path = comfy.base_dir / "models" / DIFFUSION_MODELS / getattr(module, attr)
-        try:
-            getattr(module, f"verify_{module_name}")(path)
-        except Exception:  # missing or stale: rebuild (a second)
-            getattr(module, f"build_{module_name}")(path)
-        _LOADED[case] = (module, path, getattr(module, f"load_{module_name}")(path))
-    return _LOADED[case]
 
 
 @pytest.fixture(scope="module", autouse=True)
 def _forget_models():
     yield
-    _LOADED.clear()
+    forget()
 
 
 def sample(model, positive, latent, noise_mask=None, steps=2, cfg=1.0, negative=None):
@@ -67,10 +28,6 @@ def sample(model, positive, latent, noise_mask=None, steps=2, cfg=1.0, negative=
     noise = comfy.sample.prepare_noise(latent, 0)
     return comfy.sample.sample(model, noise, steps, cfg, "euler", "simple", positive, negative or positive, latent,
                                noise_mask=noise_mask, disable_pbar=True, seed=0)
-
-
-def streams(latent):
-    return list(latent.unbind()) if getattr(latent, "is_nested", False) else [latent]
 
 
 def assert_finite_like(out, latent):
