@@ -101,23 +101,31 @@ def aesthetic_mix(model, aesthetic, strength):
     return pack("attention.dispatch.dispatcher").attach(model, control, node=MIX)
 
 
-def spy_calls(run):
-    """Run ``run()`` recording every pack override call: (override, q/k/v as the model gave them,
-    layer key, output)."""
-    dit_override = pack("attention.dispatch.dit_override")
-    calls, original = [], dit_override.DiTOverride.__call__
+def spy_on(cls, run, record):
+    """Run ``run()`` with ``cls.__call__`` (an attention override of the pack's) wrapped: after each call,
+    ``record(override, func, args, kwargs, output)``."""
+    original = cls.__call__
 
     def spy(self, func, *args, **kwargs):
-        options = kwargs["transformer_options"]  # the model rewrites block_index in place: read it now
-        key = (options.get("block_type"), options.get("block_index"))
         out = original(self, func, *args, **kwargs)
-        calls.append((self, args, key, out))
+        record(self, func, args, kwargs, out)
         return out
-    dit_override.DiTOverride.__call__ = spy
+    cls.__call__ = spy
     try:
         run()
     finally:
-        dit_override.DiTOverride.__call__ = original
+        cls.__call__ = original
+
+
+def spy_calls(run):
+    """Run ``run()`` recording every pack override call: (override, q/k/v as the model gave them,
+    layer key, output)."""
+    calls = []
+
+    def record(override, func, args, kwargs, out):
+        options = kwargs["transformer_options"]  # the model rewrites block_index in place: read it now
+        calls.append((override, args, (options.get("block_type"), options.get("block_index")), out))
+    spy_on(pack("attention.dispatch.dit_override").DiTOverride, run, record)
     return calls
 
 

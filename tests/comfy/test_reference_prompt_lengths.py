@@ -18,6 +18,7 @@ import pytest
 import torch
 from hypothesis import HealthCheck, given, settings, strategies as st
 
+from tests.comfy.dit_helpers import spy_on
 from tests.pack import pack_module
 from tests.tolerance import ONE_CALL, assert_close
 
@@ -63,19 +64,12 @@ def heads_first(x, heads):
 def first_joint_call(run):
     """(override, args, heads, output) of the first attention call of ``run()`` at a layer a control acts
     on with two rows [reference, generated] and the whole token layout."""
-    dit_override = pack_module("attention.dispatch.dit_override")
-    calls, original = [], dit_override.DiTOverride.__call__
+    calls = []
 
-    def spy(self, func, *args, **kwargs):
-        out = original(self, func, *args, **kwargs)
-        if self.table and args[0].shape[0] == 2 and self.tokens.matches(args[0].shape[-2]) and not calls:
-            calls.append((self, args, args[3] if len(args) > 3 else kwargs.get("heads"), out))
-        return out
-    dit_override.DiTOverride.__call__ = spy
-    try:
-        run()
-    finally:
-        dit_override.DiTOverride.__call__ = original
+    def record(override, func, args, kwargs, out):
+        if override.table and args[0].shape[0] == 2 and override.tokens.matches(args[0].shape[-2]) and not calls:
+            calls.append((override, args, args[3] if len(args) > 3 else kwargs.get("heads"), out))
+    spy_on(pack_module("attention.dispatch.dit_override").DiTOverride, run, record)
     return calls[0]
 
 
