@@ -81,11 +81,16 @@ class Costs:
         self._flops.__exit__(*exc)
         self.flops = self._flops.get_total_flops()
         counts = self._flops.get_flop_counts()
+        self.flop_counts = counts
         self.attn1_flops, self.attn2_flops = _attention_flops(counts, "attn1"), _attention_flops(counts, "attn2")
         # every attention product wherever it runs (DiT attention runs outside attn1/attn2 modules)
         self.attention_flops = sum(n for op, n in counts.get("Global", {}).items()
                                    if str(op).split(".")[-1] in ATTENTION_OPS)
         self.calls, self.syncs, self.by_op = self._ops.calls, self._ops.syncs, self._ops.by_op
+
+    def module_attention_flops(self, slot: str) -> int:
+        """The attention products inside every module named ``*.<slot>`` (e.g. Wan's ``self_attn``)."""
+        return _attention_flops(self.flop_counts, slot)
 
 
 def print_cost_table(costs: dict, per: int, baseline: str = "vanilla", unit: str = "step"):

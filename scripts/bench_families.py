@@ -6,6 +6,8 @@ tiny seeded models of the real block layouts: SD1.5 and SDXL UNets, and the diff
     .venv/bin/python scripts/bench_families.py --family sd35 --counts-only
     .venv/bin/python scripts/bench_families.py --family all          # every family registered below
     ATELIER_COMFYUI=0.33.0 .venv/bin/python scripts/bench_families.py --size 512   # + Krea 2 (ComfyUI >= 0.24)
+    .venv/bin/python scripts/bench_families.py --family flux --regions 1 4 8      # regional rows per region count
+    .venv/bin/python scripts/bench_families.py --family wan --size 256 --frames 1 5 9   # clips of 1, 5, 9 latent frames
 
 For vanilla ComfyUI and each control (same process, same model) it prints, per sampling step:
 step time and peak extra memory vs vanilla (medians of interleaved rounds; refused, with a line
@@ -14,7 +16,9 @@ saying so, when other processes load the cores: bench_common.too_loaded), floati
 StyleAligned's FLOP minimum, the step time against that minimum (time ratio / minimum FLOP ratio), and
 aten operator calls (on a GPU each is a launch or at least host work). Then one markdown table of every
 family run (the README's). The tiny models have the real block layouts at small widths, so attention's
-share of the FLOPs is larger than in the real models (text 8 tokens, local prompts 5). The UNet-only
+share of the FLOPs is larger than in the real models (text 8 tokens, local prompts 5; N regions are N
+vertical strips side by side). Video families (Wan, LTX-Video) run once per ``--frames`` clip length (latent
+frames), each a row of the table. The UNet-only
 controls (GroupNorm sharing, ArtBN, image prompts, reference mode) have their own benches
 (bench_style_aligned, bench_creative_synth, bench_inversion).
 
@@ -38,25 +42,36 @@ from tests.pack import pack_module  # noqa: E402  (before ComfyUI's own tests/ i
 from tiny_models.env import DEFAULT_BASE, DEFAULT_COMFY, bootstrap  # noqa: E402
 
 
-def joint_minimums(base, batch: int) -> dict:
+def regional_label(regions: int) -> str:
+    return f"regional ({regions} region{'s' if regions > 1 else ''})"
+
+
+def joint_minimums(base, batch: int, regions=(1,), slots=None) -> dict:
     """FLOP minimums on a DiT, from vanilla's counts: StyleAligned's shared rows ((B-1)/B of the batch) attend
     to twice the image keys, (B-1)/B of the joint attention products more (a bound from above: the text
     keys are not doubled); regional attention and aesthetic mixing need only their extra prompt tokens'
-    keys and values (5 tokens here, well under 1%): vanilla, a bound from below."""
+    keys and values (5 tokens a prompt here, well under 1%): vanilla, a bound from below."""
     shared = base.flops + base.attention_flops * (batch - 1) / batch
-    return {"StyleAligned": (shared, "vanilla + (B-1)/B of its joint attention products, a bound from above"),
-            "StyleAligned + shift": (shared, "as StyleAligned; the folded shift adds pad/head_dim of them"),
-            "regional (1 region)": (base.flops, "vanilla, a bound from below: the local prompt's own keys only"),
-            "aesthetic mix": (base.flops, "vanilla, a bound from below: the aesthetic prompt's own values only")}
+    minimums = {"StyleAligned": (shared, "vanilla + (B-1)/B of its joint attention products, a bound from above"),
+                "StyleAligned + shift": (shared, "as StyleAligned; the folded shift adds pad/head_dim of them")}
+    for n in regions:
+        minimums[regional_label(n)] = (base.flops, "vanilla, a bound from below: the local prompts' own keys only")
+    minimums["aesthetic mix"] = (base.flops, "vanilla, a bound from below: the aesthetic prompt's own values only")
+    return minimums
 
 
-def unet_minimums(base, batch: int) -> dict:
-    """FLOP minimums on a UNet (as bench_style_aligned, bench_regional and bench_aesthetic derive them)."""
-    shared = base.flops + base.attn1_flops * (batch - 1) / batch
-    return {"StyleAligned": (shared, "vanilla + (B-1)/B of its self-attention products"),
-            "StyleAligned + shift": (shared, "as StyleAligned; the folded shift adds pad/head_dim of them"),
-            "regional (1 region)": (base.flops + base.attn2_flops, "vanilla + its cross-attention products (A(Q, L))"),
-            "aesthetic mix": (base.flops + base.attn2_flops / 2, "vanilla + half its cross-attention products")}
+def unet_minimums(base, batch: int, regions=(1,), slots=("attn1", "attn2")) -> dict:
+    """FLOP minimums where self- and cross-attention are separate modules (UNets, as bench_style_aligned,
+    bench_regional and bench_aesthetic derive them; video transformers, whose modules ``slots`` names)."""
+    self_flops, cross_flops = (base.module_attention_flops(slot) for slot in slots)
+    shared = base.flops + self_flops * (batch - 1) / batch
+    minimums = {"StyleAligned": (shared, "vanilla + (B-1)/B of its self-attention products"),
+                "StyleAligned + shift": (shared, "as StyleAligned; the folded shift adds pad/head_dim of them")}
+    for n in regions:
+        minimums[regional_label(n)] = (base.flops + n * cross_flops,
+                                       f"vanilla + {n}x its cross-attention products (A(Q, L_i) per region)")
+    minimums["aesthetic mix"] = (base.flops + cross_flops / 2, "vanilla + half its cross-attention products")
+    return minimums
 
 
 @dataclasses.dataclass
@@ -68,7 +83,10 @@ class Family:
     latent_channels: int = 16
     cfg: float = 1.0
     scheduler: str = "simple"
-    minimums: Callable = joint_minimums  # (vanilla's Costs, batch) -> {control: (FLOP minimum, why)}
+    minimums: Callable = joint_minimums  # (vanilla's Costs, batch, regions, slots) -> {control: (FLOP minimum, why)}
+    slots: tuple | None = None  # unet_minimums: the (self, cross) attention modules' names
+    latent: Callable | None = None  # (batch, size, frames) -> an empty latent; None: [B, C, size/8, size/8]
+    video: bool = False  # one row per --frames clip length
 
 
 def _tiny_unet(file: str, label: str, context_dim: int, pooled: int | None) -> Family:
@@ -81,7 +99,7 @@ def _tiny_unet(file: str, label: str, context_dim: int, pooled: int | None) -> F
         extra = {} if pooled is None else {"pooled_output": torch.randn(1, pooled, generator=gen)}
         return [[torch.randn(1, tokens, context_dim, generator=gen), extra]]
     return Family(label, model, conditioning, latent_channels=4, scheduler="normal",
-                  minimums=unet_minimums)
+                  minimums=unet_minimums, slots=("attn1", "attn2"))
 
 
 def sd15() -> Family:
@@ -113,7 +131,7 @@ def sd35() -> Family:
 
 FAMILIES: dict[str, Callable[[], Family]] = {"sd15": sd15, "sdxl": sdxl, "flux": flux, "sd35": sd35}
 # the tiny_models modules with a bench_family() that --family all runs too (krea2 needs ComfyUI >= 0.24)
-TINY_MODULE_FAMILIES = ("lumina", "qwen_image", "flux2", "chroma", "krea2")
+TINY_MODULE_FAMILIES = ("lumina", "qwen_image", "flux2", "chroma", "krea2", "wan", "ltx")
 
 
 def family(name: str) -> Family:
@@ -136,7 +154,7 @@ def counted(run):
     return costs
 
 
-def bench_family(fam: Family, a) -> dict:
+def bench_family(fam: Family, a, frames: int = 1) -> dict:
     """Prints the family's figures; returns {control: Row} for the summary table."""
     import torch
     import comfy.sample
@@ -150,17 +168,21 @@ def bench_family(fam: Family, a) -> dict:
     model = fam.model
     pos = fam.conditioning(8, 1)
     local = fam.conditioning(5, 7)[0][0]
+
+    def strips(n):  # n regions side by side, each its own local prompt
+        return tuple(regional.Region(cond=fam.conditioning(5, 7 + i)[0][0], curve=curves.WeightCurve(),
+                                     box=(i / n, 0.0, 1.0 / n, 1.0)) for i in range(n))
     controls = {
         "vanilla": None,
         "StyleAligned": style.SharedAttentionControl(),
         "StyleAligned + shift": style.SharedAttentionControl(settings=style.SharingSettings(score_shift=0.69)),
-        "regional (1 region)": regional.RegionalControl(regions=(regional.Region(
-            cond=local, curve=curves.WeightCurve(), box=(0.0, 0.0, 0.5, 1.0)),)),
+        **{regional_label(n): regional.RegionalControl(regions=strips(n)) for n in a.regions},
         "aesthetic mix": mix.AestheticMixControl(aesthetic=local, strength=0.5),
     }
     variants = {label: model if control is None else dispatcher.attach(model, control, node="bench")
                 for label, control in controls.items()}
-    latent = torch.zeros(a.batch, fam.latent_channels, a.size // 8, a.size // 8)
+    latent = (fam.latent(a.batch, a.size, frames) if fam.latent is not None
+              else torch.zeros(a.batch, fam.latent_channels, a.size // 8, a.size // 8))
 
     def sample(patched):
         x = comfy.sample.fix_empty_latent_channels(patched, latent)  # [B, C, 1, H, W] where the VAE is Wan 2.1's
@@ -179,7 +201,8 @@ def bench_family(fam: Family, a) -> dict:
     for patched in variants.values():  # warm-up
         sample(patched)
     costs = {label: counted(lambda p=patched: sample(p)) for label, patched in variants.items()}
-    print(f"{fam.label}: {a.size}x{a.size} px, batch {a.batch}, {a.steps} step(s), cfg {fam.cfg} on the CPU")
+    clip = f", {frames} latent frames" if fam.video else ""
+    print(f"{fam.label}: {a.size}x{a.size} px{clip}, batch {a.batch}, {a.steps} step(s), cfg {fam.cfg} on the CPU")
     timings = None
     if not a.counts_only:
         print(f"  median of {a.rounds} interleaved rounds")
@@ -190,7 +213,7 @@ def bench_family(fam: Family, a) -> dict:
     timing = {name: (tr, mr) for name, (_, _, tr, mr) in (timings or {}).items()}
     print_cost_table(costs, a.steps)
     base = costs["vanilla"]
-    minimums = fam.minimums(base, a.batch)
+    minimums = fam.minimums(base, a.batch, a.regions, fam.slots)
     for name, (flops, why) in minimums.items():
         print_minimum(name, costs, flops, why, timing=timing)
     rows = {}
@@ -246,6 +269,8 @@ def main(argv=None) -> int:
     ap.add_argument("--steps", type=int, default=1)
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--counts-only", action="store_true", help="exact counts only, no timing rounds")
+    ap.add_argument("--regions", type=int, nargs="+", default=[1], help="regional rows for these region counts")
+    ap.add_argument("--frames", type=int, nargs="+", default=[5], help="video families: latent frames per clip")
     a = ap.parse_args(argv)
     bootstrap(DEFAULT_COMFY, DEFAULT_BASE)
     names = [*FAMILIES, *TINY_MODULE_FAMILIES] if a.family == "all" else [a.family]
@@ -258,7 +283,11 @@ def main(argv=None) -> int:
                 raise
             print(f"{name}: left out: {why}")
             continue
-        results[fam.label] = bench_family(fam, a)
+        if fam.video:
+            for frames in a.frames:
+                results[f"{fam.label}, {frames} frame{'s' if frames > 1 else ''}"] = bench_family(fam, a, frames)
+        else:
+            results[fam.label] = bench_family(fam, a)
     if results:
         print_summary(results, a)
     return 0

@@ -133,13 +133,15 @@ def ltx_artifacts() -> dict:
 
 
 def bench_family(name: str = LTXV):
-    """The tiny LTXV for ``scripts/bench_families.py --family ltx``. Its latent is [B, 128, T, H/32, W/32]: the
-    bench's [B, 128, size/8, size/8] would be read as one frame at 4x the tokens of ``size`` px (pass
-    size / 4, or build the latent with :func:`video_latent_shape`)."""
-    from scripts.bench_families import Family
+    """The tiny LTXV for ``scripts/bench_families.py --family ltx``: clips [B, 128, frames, size/32, size/32]
+    (its VAE's 32x: a quarter of Wan's tokens per frame at the same size); self- and cross-attention are the
+    blocks' ``attn1`` / ``attn2`` modules."""
+    from scripts.bench_families import Family, unet_minimums
     from .env import DEFAULT_BASE
     path = ensure_built(DEFAULT_BASE / "models" / DIFFUSION_MODELS / name, verify_ltx, build_ltx)
     model = load_ltx(path)
-    return Family("LTX-2" if name == LTXAV else "LTXV", model,
-                  lambda tokens, seed: random_conditioning(model, tokens=tokens, seed=seed),
-                  latent_channels=LATENT_CHANNELS)
+    return Family("LTX-Video", model,
+                  lambda tokens, seed: random_conditioning(model, tokens=tokens, seed=seed, padding=0),
+                  latent_channels=LATENT_CHANNELS, minimums=unet_minimums, slots=("attn1", "attn2"), video=True,
+                  latent=lambda batch, size, frames: torch.zeros(batch, LATENT_CHANNELS, frames, size // SPATIAL,
+                                                                 size // SPATIAL))

@@ -152,12 +152,13 @@ def wan_artifacts() -> dict:
 
 
 def bench_family(name: str = WAN21_T2V):
-    """The tiny Wan 2.1 t2v for ``scripts/bench_families.py --family wan``. Its latent is [B, 16, T, H/8, W/8]:
-    the bench's [B, 16, size/8, size/8] is taken as one frame ([B, 16, 1, H/8, W/8], a Wan still)."""
-    from scripts.bench_families import Family
+    """The tiny Wan 2.1 t2v for ``scripts/bench_families.py --family wan``: clips [B, 16, frames, size/8, size/8];
+    self- and cross-attention are the blocks' ``self_attn`` / ``cross_attn`` modules."""
+    from scripts.bench_families import Family, unet_minimums
     from .env import DEFAULT_BASE
     path = ensure_built(DEFAULT_BASE / "models" / DIFFUSION_MODELS / name, verify_wan, build_wan)
     model = load_wan(path)
-    channels = LATENT[model.model.diffusion_model.out_dim][0]
+    channels, scale = LATENT[model.model.diffusion_model.out_dim]
     return Family("Wan 2.1", model, lambda tokens, seed: random_conditioning(model, tokens=tokens, seed=seed),
-                  latent_channels=channels)
+                  latent_channels=channels, minimums=unet_minimums, slots=("self_attn", "cross_attn"), video=True,
+                  latent=lambda batch, size, frames: torch.zeros(batch, channels, frames, size // scale, size // scale))
