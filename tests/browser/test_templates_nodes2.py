@@ -1,6 +1,8 @@
 """Every shipped template in the frontend's Nodes 2.0 mode (Vue nodes, setting Comfy.VueNodes.Enabled):
-it loads, no two node elements overlap as the browser lays them out, and a screenshot of the whole graph
-goes to .cache/screenshots/<frontend>/nodes2/."""
+it loads, opens framed (at its saved view its note and model loaders, measured as the browser lays out
+their node elements, lie whole in the window under no sidebar, bar or toolbar), no two node elements
+overlap as the browser lays them out, and screenshots of what opens and of the whole graph go to
+.cache/screenshots/<frontend>/nodes2/."""
 from __future__ import annotations
 
 import json
@@ -33,8 +35,11 @@ def nodes2(frontend):
 @pytest.mark.parametrize("template", TEMPLATES, ids=lambda p: p.stem)
 def test_template_in_nodes_2(nodes2, template: Path):
     frontend = nodes2
-    frontend.load_workflow(json.loads(template.read_text()), template.name)
+    workflow = json.loads(template.read_text())
+    frontend.load_workflow(workflow, template.name)
     views.close_dialogs(frontend)
+    views.close_side_panels(frontend)
+    views.assert_opens_framed(frontend, workflow, template.stem, "nodes2")
     size = frontend.page.viewport_size
     frontend.page.set_viewport_size({"width": 3000, "height": 1700})
     try:
@@ -45,7 +50,7 @@ def test_template_in_nodes_2(nodes2, template: Path):
     finally:
         frontend.page.set_viewport_size(size)
     boxes = list(elements.values())
-    assert len(boxes) == len(json.loads(template.read_text())["nodes"]), sorted(elements)
+    assert len(boxes) == len(workflow["nodes"]), sorted(elements)
     clashes = [(a[0], b[0]) for i, a in enumerate(boxes) for b in boxes[i + 1:]
                if a[1] < b[3] - 1 and b[1] < a[3] - 1 and a[2] < b[4] - 1 and b[2] < a[4] - 1]
     assert not clashes, f"{template.name}: node elements overlap in Nodes 2.0: {clashes}"
