@@ -26,6 +26,10 @@ GROUP_TITLE_H = 40  # a group's title band (font 22 px and padding)
 GAP = 30  # between nodes, groups and columns
 PAD = 12  # group border around its nodes
 NOTE_COLOR, NOTE_BG = "#432", "#653"
+# The first column holds the note: as wide as frontend 1.32's Nodes 2.0 needs to show a note's text in the
+# note's height (its markdown sets larger type than the classic canvas and 1.49 / 1.58; a note whose text is
+# longer grows over what lies below it)
+NOTE_COLUMN_WIDTH = 380
 # The saved view (extra.ds, restored when a template opens). What a template shows first, its note and its model
 # loaders, is framed in the part of a 1600 x 1000 window (CSS px) that no tested frontend covers: the left sidebar
 # ends at x 59 (1.32.9, 1.49.6; 56 in 1.58.1); the top ends at y 130 in 1.32.9 (its Nodes 2.0 banner, tab bar and
@@ -72,7 +76,7 @@ def layout(name: str, api: dict) -> tuple[dict, list, dict]:
     x = 0
     note_box = None
     for column_index, column in enumerate(spec["columns"]):
-        width = column.get("width", 340)
+        width = column.get("width", NOTE_COLUMN_WIDTH if column_index == 0 else 340)
         y = 0
         if column_index == 0:
             note_h = spec.get("note_height", 420)

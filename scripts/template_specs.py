@@ -330,7 +330,7 @@ attend to that box's prompt tokens, with the box's weight curve over the steps. 
 """,
         "note_height": 520,
         "columns": [
-            {"width": 380, "groups": [("Models", ["1", "2", "3"])]},
+            {"groups": [("Models", ["1", "2", "3"])]},
             {"width": 380, "groups": [("Prompts (change first)", ["4", "5", "6", "7"]), ("Image size", ["11"])]},
             {"width": 420, "groups": [("Atelier: regions", ["8", "9", "10"])]},
             {"groups": [("Sample and save", ["12", "13", "14"])]},
