@@ -12,6 +12,7 @@ The notes and layouts live in scripts/template_specs.py.
 from __future__ import annotations
 
 import json
+import math
 import sys
 from pathlib import Path
 
@@ -25,6 +26,26 @@ GROUP_TITLE_H = 40  # a group's title band (font 22 px and padding)
 GAP = 30  # between nodes, groups and columns
 PAD = 12  # group border around its nodes
 NOTE_COLOR, NOTE_BG = "#432", "#653"
+# The first column holds the note: as wide as frontend 1.32's Nodes 2.0 needs to show a note's text in the
+# note's height (its markdown sets larger type than the classic canvas and 1.49 / 1.58; a note whose text is
+# longer grows over what lies below it)
+NOTE_COLUMN_WIDTH = 380
+# The saved view (extra.ds, restored when a template opens). What a template shows first, its note and its model
+# loaders, is framed in the part of a 1600 x 1000 window (CSS px) that no tested frontend covers: the left sidebar
+# ends at x 59 (1.32.9, 1.49.6; 56 in 1.58.1); the top ends at y 130 in 1.32.9 (its Nodes 2.0 banner, tab bar and
+# the floating graph breadcrumb below them) and at 86 in 1.49.6 / 1.58.1 (tab bar, floating graph toolbar);
+# 1.58.1's zoom toolbar starts at y 952 and the classic canvas writes its info lines at its bottom left from
+# ~y 925; the minimap starts at x 1339. Measured by tests/browser (views.FLOATING_UI), which holds every
+# template to it in all three frontends, classic and Nodes 2.0.
+VIEW_SAFE = {"left": 59 + 16, "top": 130 + 8, "right": 1339 - 16, "bottom": 925}
+# Frontend 1.32 opens a classic layout in Nodes 2.0 spread by 1.2 (positions and sizes, about the top left of its
+# nodes; ensureCorrectLayoutScale) at the same saved view: there the spread note and loaders must fit the window
+# (the canvas's info lines lie under the nodes' elements; 1.32 has no bottom toolbar).
+NODES2_SPREAD, NODES2_BOTTOM = 1.2, 1000 - 4
+# LiteGraph draws a node's text only at scale >= its min font size for LOD / text size (8 / 14 = 0.571 at device
+# pixel ratio 1, all three frontends): below that the note and the loaders' file names would open unreadable.
+MIN_VIEW_SCALE = 0.58
+OVERVIEW_SCALE = 0.65  # where the rest of the graph does not fit at a readable scale: as much of it as 0.65 shows
 
 
 def widget_height(kind: str, opts: dict) -> int:
@@ -55,7 +76,7 @@ def layout(name: str, api: dict) -> tuple[dict, list, dict]:
     x = 0
     note_box = None
     for column_index, column in enumerate(spec["columns"]):
-        width = column.get("width", 340)
+        width = column.get("width", NOTE_COLUMN_WIDTH if column_index == 0 else 340)
         y = 0
         if column_index == 0:
             note_h = spec.get("note_height", 420)
@@ -102,8 +123,39 @@ def build(name: str) -> dict:
                         "outputs": [], "properties": {}, "widgets_values": [SPECS[name]["note"].strip() + "\n"],
                         "color": NOTE_COLOR, "bgcolor": NOTE_BG})
     ui["last_node_id"] = note_id
-    ui["extra"] = {"ds": {"scale": 0.65, "offset": [40, 60]}}
+    ui["extra"] = {"ds": saved_view(ui, name)}
     return ui
+
+
+def bounds(boxes) -> tuple:
+    boxes = list(boxes)
+    return (min(b[0] for b in boxes), min(b[1] for b in boxes), max(b[2] for b in boxes), max(b[3] for b in boxes))
+
+
+def saved_view(ui: dict, name: str) -> dict:
+    """The view a template opens at: its notes and model loaders (the nodes declaring model files) whole in
+    VIEW_SAFE, their top left at its top left, and whole in the window when frontend 1.32 spreads them for
+    Nodes 2.0; as large as shows the whole graph there, no larger than 1; where the whole graph does not fit at
+    OVERVIEW_SCALE, at most that; never below MIN_VIEW_SCALE (refused: the first column must get shorter)."""
+    def box(node):  # the node as drawn, its title bar above pos[1]
+        (x, y), (w, h) = node["pos"], node["size"]
+        return (x, y - TITLE_H, x + w, y + h)
+
+    first = bounds(box(n) for n in ui["nodes"] if n["type"] == "MarkdownNote" or n["properties"].get("models"))
+    nodes = bounds(box(n) for n in ui["nodes"])
+    whole = bounds([nodes, *((x, y, x + w, y + h) for x, y, w, h in (g["bounding"] for g in ui["groups"]))])
+    left, top = VIEW_SAFE["left"], VIEW_SAFE["top"]
+
+    def fit(b, right=VIEW_SAFE["right"], bottom=VIEW_SAFE["bottom"]):  # the largest scale showing b[2:] in the box
+        return min((right - left) / (b[2] - first[0]), (bottom - top) / (b[3] - first[1]))
+
+    spread = [nodes[i % 2] + NODES2_SPREAD * (first[i] - nodes[i % 2]) for i in range(4)]
+    largest = min(fit(first), fit(spread, bottom=NODES2_BOTTOM))
+    scale = math.floor(100 * min(largest, max(fit(whole), OVERVIEW_SCALE), 1.0)) / 100
+    if scale < MIN_VIEW_SCALE:
+        raise SystemExit(f"{name}: its note and model loaders {first} fit the window's free part only at scale "
+                         f"{largest:.3f} < {MIN_VIEW_SCALE}, where the frontend draws no text: shorten the first column")
+    return {"scale": scale, "offset": [math.ceil(left / scale - first[0]), math.ceil(top / scale - first[1])]}
 
 
 def main(argv=None) -> int:

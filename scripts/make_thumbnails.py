@@ -25,7 +25,8 @@ SHORT = {"sd_xl_base_1.0.safetensors": "SDXL base 1.0", "v1-5-pruned-emaonly-fp1
          "z_image_turbo_bf16.safetensors": "Z-Image Turbo", "qwen_3_4b.safetensors": "Qwen3-4B",
          "qwen_image_fp8_e4m3fn.safetensors": "Qwen-Image", "qwen_2.5_vl_7b_fp8_scaled.safetensors": "Qwen2.5-VL 7B",
          "qwen_image_vae.safetensors": "Qwen-Image VAE", "flux-2-klein-4b.safetensors": "FLUX.2 klein 4B",
-         "flux2-vae.safetensors": "FLUX.2 VAE"}
+         "flux2-vae.safetensors": "FLUX.2 VAE", "krea2_turbo_fp8_scaled.safetensors": "Krea 2 Turbo",
+         "qwen3vl_4b_fp8_scaled.safetensors": "Qwen3-VL 4B"}
 
 
 def font(size: int):

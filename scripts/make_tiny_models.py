@@ -51,8 +51,14 @@ from tiny_models.wan import wan_artifacts  # noqa: E402
 tiny_models.ARTIFACTS.update(wan_artifacts())  # tiny Wan 2.1 / 2.2 video models (issue 24, both test beds)
 tiny_models.ARTIFACTS.update(ltx.ltx_artifacts())  # tiny LTXV (both) and LTX-2 audio-video (0.33.0) (issue 24)
 tiny_models.ARTIFACTS.update(minimax.minimax_artifacts())  # tiny MiniMax H3 (0.33.0 only) (issue 24)
+from tiny_models import krea2, krea2_text  # noqa: E402
+
+# tiny Krea 2 and its text encoder (the Krea 2 template; 0.33.0 only: left out where ComfyUI has no Krea 2)
+tiny_models.ARTIFACTS.update({krea2.KREA2: (krea2.DIFFUSION_MODELS, krea2.build_krea2, krea2.verify_krea2)})
+tiny_models.ARTIFACTS.update(krea2_text.krea2_text_artifacts())
 # name -> why the bootstrapped ComfyUI cannot build it (None: it can); such files are left out, not failed
-MISSING = {**{name: ltx.missing for name in ltx.MODELS}, minimax.MINIMAX_H3: minimax.missing}
+MISSING = {**{name: ltx.missing for name in ltx.MODELS}, minimax.MINIMAX_H3: minimax.missing,
+           krea2.KREA2: krea2_text.missing, krea2_text.KREA2_TEXT: krea2_text.missing}
 
 
 def header_ok(path: Path) -> bool:

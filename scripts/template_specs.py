@@ -50,6 +50,13 @@ MODELS = {  # file name as the loader shows it -> where ComfyUI's missing-models
     "qwen_image_vae.safetensors": {
         "url": HF + "Comfy-Org/Qwen-Image_ComfyUI/resolve/main/split_files/vae/qwen_image_vae.safetensors",
         "directory": "vae"},
+    # as ComfyUI's own Krea 2 Turbo template (templates/image_krea2_turbo_t2i.json)
+    "krea2_turbo_fp8_scaled.safetensors": {
+        "url": HF + "Comfy-Org/Krea-2/resolve/main/diffusion_models/krea2_turbo_fp8_scaled.safetensors",
+        "directory": "diffusion_models"},
+    "qwen3vl_4b_fp8_scaled.safetensors": {
+        "url": HF + "Comfy-Org/Krea-2/resolve/main/text_encoders/qwen3vl_4b_fp8_scaled.safetensors",
+        "directory": "text_encoders"},
     # as ComfyUI's own FLUX.2 klein template (templates/image_flux2_klein_text_to_image.json)
     "flux-2-klein-4b.safetensors": {
         "url": HF + "Comfy-Org/flux2-klein/resolve/main/split_files/diffusion_models/flux-2-klein-4b.safetensors",
@@ -61,6 +68,8 @@ MODELS = {  # file name as the loader shows it -> where ComfyUI's missing-models
 KLEIN_QWEN3 = {"qwen_3_4b.safetensors": {
     "url": HF + "Comfy-Org/flux2-klein/resolve/main/split_files/text_encoders/qwen_3_4b.safetensors",
     "directory": "text_encoders"}}
+KREA2_VAE = {"qwen_image_vae.safetensors": {  # Krea 2's template downloads the Wan 2.1 VAE from its own repository
+    "url": HF + "Comfy-Org/Krea-2/resolve/main/vae/qwen_image_vae.safetensors", "directory": "vae"}}
 
 SDXL_MODEL = "- **sd_xl_base_1.0.safetensors** in **models/checkpoints**"
 SD15_MODEL = "- **v1-5-pruned-emaonly-fp16.safetensors** in **models/checkpoints**"
@@ -84,6 +93,10 @@ QWEN_IMAGE_MODELS = """- **qwen_image_fp8_e4m3fn.safetensors** in **models/diffu
 KLEIN_MODELS = """- **flux-2-klein-4b.safetensors** in **models/diffusion_models** (FLUX.2 klein 4B, distilled)
 - **qwen_3_4b.safetensors** in **models/text_encoders** (Qwen3-4B, loaded with type flux2)
 - **flux2-vae.safetensors** in **models/vae** (the FLUX.2 autoencoder)"""
+
+KREA2_MODELS = """- **krea2_turbo_fp8_scaled.safetensors** in **models/diffusion_models** (Krea 2 Turbo)
+- **qwen3vl_4b_fp8_scaled.safetensors** in **models/text_encoders** (Qwen3-VL 4B, loaded with type krea2)
+- **qwen_image_vae.safetensors** in **models/vae** (the Wan 2.1 autoencoder)"""
 
 SPECS = {
     "aesthetic_mix": {
@@ -315,7 +328,7 @@ attend to that box's prompt tokens, with the box's weight curve over the steps. 
 **Models** ({MISSING})
 {FLUX_MODELS}
 """,
-        "note_height": 560,
+        "note_height": 520,
         "columns": [
             {"groups": [("Models", ["1", "2", "3"])]},
             {"width": 380, "groups": [("Prompts (change first)", ["4", "5", "6", "7"]), ("Image size", ["11"])]},
@@ -372,6 +385,34 @@ ModelSamplingAuraFlow shift 3.5, 1328 x 1328.
             {"width": 380, "groups": [("Prompts (change first)", ["5", "6", "7"]), ("Image size", ["11"])]},
             {"width": 420, "groups": [("Atelier: regions", ["8", "9", "10"])]},
             {"groups": [("Sample and save", ["12", "13", "14"])]},
+        ],
+    },
+    "krea2_regional_layout": {
+        "note": f"""
+## Regional layout (Krea 2 Turbo)
+Four boxes put each local prompt in its place: in Krea 2's single-stream attention the image tokens inside a
+box also attend to that box's prompt tokens, with the box's weight curve over the steps (cosine, linear, step
+and a list of one weight per step here). Draw the boxes in the *Regions* editor (drag on empty space to add,
+drag to move, the corner to resize, Delete removes). Needs ComfyUI with Krea 2 (0.24 or later).
+
+**Change first:** the full prompt, the boxes and their prompts.
+
+**Must match:** the editor's aspect (**width**/**height** in its JSON) = the latent's aspect; the box prompts
+are encoded by the same text encoder (type krea2).
+
+Sampling as ComfyUI's own Krea 2 Turbo template: 8 steps, cfg 1 (the negative is unused), euler / simple,
+1024 x 1024.
+
+**Models** ({MISSING})
+{KREA2_MODELS}
+""",
+        "note_height": 520,
+        "models": KREA2_VAE,
+        "columns": [
+            {"groups": [("Models", ["1", "2", "3"])]},
+            {"width": 380, "groups": [("Prompts (change first)", ["4", "5"]), ("Image size", ["8"])]},
+            {"width": 420, "groups": [("Atelier: regions", ["6", "7"])]},
+            {"groups": [("Sample and save", ["9", "10", "11"])]},
         ],
     },
     "flux2_klein_style_aligned_set": {

@@ -11,7 +11,8 @@ swap changes only the class and the file names.
   XXL size from a fixed config; see tiny_models/flux_text.py).
 - TestBedCLIPLoader: CLIPLoader for the tiny single-file text encoders ComfyUI builds from fixed
   full-size configs: Qwen3-4B of Z-Image (type lumina2) and of FLUX.2 klein (type flux2; see
-  tiny_models/qwen3_text.py), Qwen2.5-VL 7B of Qwen-Image (type qwen_image; tiny_models/qwen_image_parts.py).
+  tiny_models/qwen3_text.py), Qwen2.5-VL 7B of Qwen-Image (type qwen_image; tiny_models/qwen_image_parts.py),
+  Qwen3-VL-4B of Krea 2 (type krea2; tiny_models/krea2_text.py).
   The stand-in is picked by the file's metadata ``kind``, as ComfyUI picks the encoder by its keys.
 """
 from __future__ import annotations
@@ -27,6 +28,7 @@ import folder_paths  # noqa: E402
 
 from tiny_models.dit import load_tiny_dit  # noqa: E402
 from tiny_models.flux_text import load_tiny_flux_clip  # noqa: E402
+from tiny_models.krea2_text import KREA2_TEXT, load_tiny_krea2_clip  # noqa: E402
 from tiny_models.qwen3_text import KLEIN_TEXT, QWEN3_TEXT, load_tiny_klein_clip, load_tiny_qwen3_clip  # noqa: E402
 from tiny_models.qwen_image_parts import QWEN25VL_TEXT, load_tiny_qwen_image_clip  # noqa: E402
 
@@ -67,7 +69,8 @@ class TestBedDualCLIPLoader:
 
 # metadata kind of a tiny text encoder -> (the CLIPLoader type it stands in for, its loader)
 TINY_TEXT_ENCODERS = {QWEN3_TEXT: ("lumina2", load_tiny_qwen3_clip), KLEIN_TEXT: ("flux2", load_tiny_klein_clip),
-                      QWEN25VL_TEXT: ("qwen_image", load_tiny_qwen_image_clip)}
+                      QWEN25VL_TEXT: ("qwen_image", load_tiny_qwen_image_clip),
+                      KREA2_TEXT: ("krea2", load_tiny_krea2_clip)}
 
 
 def file_kind(path) -> str:
@@ -78,7 +81,7 @@ def file_kind(path) -> str:
 
 class TestBedCLIPLoader:
     DESCRIPTION = ("Test bed only: CLIPLoader for the tiny text encoders of Z-Image (lumina2), Qwen-Image "
-                   "(qwen_image) and FLUX.2 klein (flux2).")
+                   "(qwen_image), FLUX.2 klein (flux2) and Krea 2 (krea2).")
     RETURN_TYPES = ("CLIP",)
     FUNCTION = "load"
     CATEGORY = CATEGORY
@@ -86,7 +89,7 @@ class TestBedCLIPLoader:
     @classmethod
     def INPUT_TYPES(cls):
         return {"required": {"clip_name": (folder_paths.get_filename_list("text_encoders"),),
-                             "type": (["lumina2", "qwen_image", "flux2"],)},  # lumina2 first: saved graphs keep it
+                             "type": (["lumina2", "qwen_image", "flux2", "krea2"],)},  # lumina2 first: saved graphs keep it
                 "optional": {"device": (["default", "cpu"],)}}
 
     def load(self, clip_name, type, device="default"):

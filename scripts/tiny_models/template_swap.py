@@ -3,14 +3,14 @@ ControlNet, LoRA) and the pictures a user loads; the tests and `make demo` run t
 stand-ins in the test bed instead. :func:`for_test_bed` is that one rewrite, in API format:
 
 - every model file a loader names -> the tiny model of the same kind and family (Flux.1's diffusion
-  model, text encoders and VAE too; a file two families load under different CLIPLoader types, as
+  model, text encoders and VAE too; Krea 2's and its Qwen3-VL text encoder; a file two families load under different CLIPLoader types, as
   ``qwen_3_4b`` for Z-Image and FLUX.2 klein, by its type: ``TYPED_TINY_MODELS``); with ``fast`` (the
   default) the SDXL files -> their SD1.5 stand-ins instead (the tiny SDXL samples at ~20 s a step on a
   shared 2-core CPU; node-level SDXL coverage lives in tests/comfy, and one slow e2e test runs an SDXL
   template on the tiny SDXL);
 - UNETLoader / DualCLIPLoader / CLIPLoader -> the test-bed loaders of the same inputs (scripts/test_bed_nodes):
-  ComfyUI's own cannot build the tiny DiTs (detection pins full-size heads) nor a tiny T5, Qwen3 or
-  Qwen2.5-VL (the text loaders build them at full size); VAELoader, the samplers and every Atelier node
+  ComfyUI's own cannot build the tiny DiTs (detection pins full-size heads) nor a tiny T5, Qwen3,
+  Qwen2.5-VL or Qwen3-VL (the text loaders build them at full size); VAELoader, the samplers and every Atelier node
   stay ComfyUI's;
 - every image a LoadImage names -> the test bed's reference or content picture;
 - every latent / image size (and a size-aware scheduler's) -> ``size`` px (the tiny models' scale), every ``steps`` -> about a fifth
@@ -30,6 +30,8 @@ from .controlnet import SD15_CONTROLNET
 from .dit import FLUX
 from .flux_text import FLUX_CLIP_L, FLUX_T5, FLUX_VAE
 from .flux2 import FLUX2, FLUX2_VAE
+from .krea2 import KREA2
+from .krea2_text import KREA2_TEXT
 from .lumina import Z_IMAGE
 from .qwen3_text import KLEIN_TEXT, QWEN3_TEXT
 from .qwen_image import QWEN_IMAGE
@@ -56,6 +58,8 @@ TINY_MODELS = {
     "qwen_image_vae.safetensors": QWEN_IMAGE_VAE,
     "flux-2-klein-4b.safetensors": FLUX2,
     "flux2-vae.safetensors": FLUX2_VAE,
+    "krea2_turbo_fp8_scaled.safetensors": KREA2,
+    "qwen3vl_4b_fp8_scaled.safetensors": KREA2_TEXT,
 }
 # (file name, CLIPLoader type) -> stand-in, where one public file serves two families
 TYPED_TINY_MODELS = {("qwen_3_4b.safetensors", "flux2"): KLEIN_TEXT}
@@ -66,6 +70,10 @@ NEEDS_COMFYUI = {
         "comfy/text_encoders/flux.py", "def klein_te",
         "FLUX.2 klein (its Qwen3 text encoder under CLIPLoader type flux2) exists in ComfyUI 0.33.0 only; "
         "this test bed's ComfyUI has no klein_te"),
+    "krea2_regional_layout": (
+        "comfy/text_encoders/krea2.py", "class Krea2TEModel",
+        "Krea 2 (its model and its Qwen3-VL text encoder under CLIPLoader type krea2) exists in ComfyUI 0.24 and "
+        "later (test bed: 0.33.0) only; this test bed's ComfyUI has no comfy/text_encoders/krea2.py"),
 }
 TEST_BED_LOADERS = {"UNETLoader": "TestBedUNETLoader", "DualCLIPLoader": "TestBedDualCLIPLoader",
                     "CLIPLoader": "TestBedCLIPLoader"}

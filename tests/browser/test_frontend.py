@@ -204,9 +204,11 @@ GROUP_TITLES = """() => (window.app.graph.groups ?? window.app.graph._groups).ma
 @pytest.mark.parametrize("template", TEMPLATES, ids=lambda p: p.stem)
 def test_template_loads_converts_and_opens_without_overlapping_nodes(frontend, template: Path):
     """Loaded in the classic canvas, the template converts to its API twin; the missing-models dialog offers
-    every model the template declares (the test bed has none of the public files); after the frontend has
-    laid the nodes out (widgets may grow a node), no two overlap; a screenshot of the whole template goes to
-    .cache/screenshots/<frontend>/classic/. (One load per template and frontend: the browser tier's time.)"""
+    every model the template declares (the test bed has none of the public files); it opens framed: at its
+    saved view its note and model loaders lie whole in the window, under no sidebar, bar or toolbar
+    (views.assert_opens_framed); after the frontend has laid the nodes out (widgets may grow a node), no two
+    overlap; screenshots of what opens and of the whole template go to .cache/screenshots/<frontend>/classic/.
+    (One load per template and frontend: the browser tier's time.)"""
     from tests.browser import views
     workflow = json.loads(template.read_text())
     frontend.load_workflow(workflow, template.name)
@@ -222,6 +224,7 @@ def test_template_loads_converts_and_opens_without_overlapping_nodes(frontend, t
     assert declared and all(name in dialog for name in declared), (declared, dialog)
     views.close_dialogs(frontend)
     views.close_side_panels(frontend)  # 1.49, 1.58: the errors panel would cover the graph's right side
+    views.assert_opens_framed(frontend, workflow, template.stem, "classic")
     views.screenshot_whole_graph(frontend, f"template_{template.stem}", "classic")
     boxes = frontend.evaluate(LIVE_BOXES)
     clashes = [(a[:2], b[:2]) for i, a in enumerate(boxes) for b in boxes[i + 1:]

@@ -136,3 +136,97 @@ def within(inner: dict, outer: dict, tolerance: float = 1.0) -> bool:
     return (inner["x"] >= outer["x"] - tolerance and inner["y"] >= outer["y"] - tolerance
             and inner["x"] + inner["width"] <= outer["right"] + tolerance
             and inner["y"] + inner["height"] <= outer["bottom"] + tolerance)
+
+
+# What floats over the canvas: the frontends (1.32-1.58) draw the canvas under the whole window and lay
+# their chrome over it in pointer-events:none layers; each piece of it (left sidebar, top banner and tab
+# bar, the graph toolbar / breadcrumb, action bar, minimap, zoom toolbar) is an element with pointer
+# events in such a layer. Every such element's page rect and what it is: "sidebar", "top bar" (spans the
+# window), "graph toolbar" (floats at the top, next to the sidebar: the graph breadcrumb / toolbar of 1.32-1.58),
+# else "toolbar". Notifications (role status/alert, PrimeVue toasts) are left out: they go away.
+FLOATING_UI = """() => {
+    const canvas = window.app.canvas.canvas, found = [];
+    for (const e of document.querySelectorAll('body *')) {
+        if (e === canvas || e.contains(canvas)) continue;
+        if (e.closest('[data-node-id], .dom-widget, .lg-node, .p-toast, [role="status"], [role="alert"]')) continue;
+        const style = getComputedStyle(e);
+        if (style.pointerEvents === 'none' || style.visibility !== 'visible' || style.display === 'none' || +style.opacity === 0) continue;
+        const parent = e.parentElement;  // only the outermost element with pointer events of a layer
+        if (parent && parent !== document.body && !parent.contains(canvas) && getComputedStyle(parent).pointerEvents !== 'none') continue;
+        const r = e.getBoundingClientRect();
+        if (r.width < 4 || r.height < 4 || r.right <= 0 || r.bottom <= 0 || r.left >= innerWidth || r.top >= innerHeight) continue;
+        const kind = e.matches('.side-tool-bar-container') ? 'sidebar'
+            : r.width >= 0.9 * innerWidth && r.top < 0.15 * innerHeight ? 'top bar' : 'toolbar';
+        const label = `${e.tagName.toLowerCase()}.${(e.className?.toString?.() ?? '').split(' ').slice(0, 3).join('.')}`;
+        found.push({kind, label, x: r.left, y: r.top, right: r.right, bottom: r.bottom});
+    }
+    const sidebar = found.find(f => f.kind === 'sidebar');
+    for (const f of found) {
+        if (sidebar && f.kind === 'toolbar' && Math.abs(f.x - sidebar.right) <= 24 && f.y < 0.2 * innerHeight) f.kind = 'graph toolbar';
+        f.label = `${f.kind}: ${f.label}`;
+    }
+    return found;
+}"""
+
+
+def floating_ui(frontend) -> list[dict]:
+    return frontend.evaluate(FLOATING_UI)
+
+
+def first_shown(workflow: dict) -> list[tuple[int, str]]:
+    """What a template shows first: its notes and its model loaders (the nodes declaring model files)."""
+    return [(n["id"], n.get("title") or n["type"]) for n in workflow["nodes"]
+            if n["type"] in ("Note", "MarkdownNote") or n.get("properties", {}).get("models")]
+
+
+# The text of a note that does not fit its node (the element that holds it scrolls): [scrollHeight, clientHeight]
+# of every such element of node ``id``: its DOM widgets (classic) or its element (Nodes 2.0).
+CUT_TEXT = """(id) => {
+    const node = window.app.graph.getNodeById(id);
+    const roots = [...document.querySelectorAll(`[data-node-id="${id}"]`), ...(node.widgets ?? []).map(w => w.element).filter(Boolean)];
+    const cut = [];
+    for (const root of roots) for (const e of [root, ...root.querySelectorAll('*')]) {
+        const style = getComputedStyle(e);
+        if (['auto', 'scroll', 'hidden'].includes(style.overflowY) && e.clientHeight > 0 && e.scrollHeight > e.clientHeight + 2
+            && (e.innerText ?? '').trim()) cut.push([e.tagName, e.className?.toString?.().slice(0, 60), e.scrollHeight, e.clientHeight]);
+    }
+    return cut;
+}"""
+
+
+def intersects(a: dict, b: dict) -> bool:
+    return a["x"] < b["right"] and b["x"] < a["right"] and a["y"] < b["bottom"] and b["y"] < a["bottom"]
+
+
+def assert_opens_framed(frontend, workflow: dict, name: str, mode: str):
+    """At the saved view (extra.ds, as the frontend restored it on load), every note and model loader lies
+    whole inside the window and under no sidebar, bar or toolbar, and shows all its text (nothing to scroll
+    to). Node rects: the node's element in Nodes 2.0, the graph's node through the canvas's transform in
+    classic. A screenshot of what opens goes to .cache/screenshots/<frontend>/<mode>/opened_<name>.png."""
+    saved = workflow["extra"]["ds"]
+    ds = frontend.evaluate("() => [window.app.canvas.ds.scale, ...window.app.canvas.ds.offset]")
+    assert ds == [saved["scale"], *saved["offset"]], f"{name}: the frontend did not open the saved view {saved}: {ds}"
+    time.sleep(0.5)  # DOM widgets and Vue nodes are placed on the next frames
+    screenshot(frontend, f"opened_{name}", mode)
+    chrome = floating_ui(frontend)
+    kinds = {c["kind"] for c in chrome}
+    assert {"sidebar", "graph toolbar"} <= kinds, f"{name}: the sidebar or the graph toolbar was not found: {chrome}"
+    window = frontend.evaluate("() => ({x: 0, y: 0, right: innerWidth, bottom: innerHeight})")
+    problems = []
+    for node_id, title in first_shown(workflow):
+        rect = node_rect(frontend, node_id)  # Nodes 2.0: the node's element; classic: the graph's node on the canvas
+        assert rect["vue"] == (mode == "nodes2"), f"{name}: node {node_id} measured as {rect} in {mode}"
+        if not within({"x": rect["x"], "y": rect["y"], "width": rect["right"] - rect["x"],
+                       "height": rect["bottom"] - rect["y"]}, window, tolerance=0):
+            problems.append(f"{title!r} {_rect(rect)} is not whole inside the window {_rect(window)}")
+        for piece in chrome:
+            if intersects(rect, piece):
+                problems.append(f"{title!r} {_rect(rect)} lies under {piece['label']} {_rect(piece)}")
+        cut = frontend.evaluate(CUT_TEXT, node_id)
+        if cut:
+            problems.append(f"{title!r}: its text does not fit the node (scroll height, height): {cut}")
+    assert not problems, f"{name} opens with what it shows first covered ({mode}):\n" + "\n".join(problems)
+
+
+def _rect(r: dict) -> str:
+    return f"[{r['x']:.0f}, {r['y']:.0f}, {r['right']:.0f}, {r['bottom']:.0f}]"

@@ -47,13 +47,17 @@ def without(graph: dict, node_id: str, model_from) -> dict:
     return out
 
 
-def every_region_weight_zero(graph: dict, region: str = "8", boxes: str = "9") -> dict:
-    """A copy of a regional-layout template with the chained region's and every box's weights at 0."""
+def every_region_weight_zero(graph: dict, region: str | None = "8", boxes: str = "9") -> dict:
+    """A copy of a regional-layout template with the chained region's (``region``; None: there is none) and
+    every box's weights at 0 (a list curve's list too)."""
     zero = copy.deepcopy(graph)
-    zero[region]["inputs"].update(weight=0.0, end_weight=0.0, weights="0")
+    if region is not None:
+        zero[region]["inputs"].update(weight=0.0, end_weight=0.0, weights="0")
     layout = json.loads(zero[boxes]["inputs"]["regions_json"])
     for box in layout["boxes"]:
         box.update(weight=0.0, end_weight=0.0)
+        if "weights" in box:
+            box["weights"] = "0"
     zero[boxes]["inputs"]["regions_json"] = json.dumps(layout)
     return zero
 
@@ -68,8 +72,10 @@ def assert_rows_1_on_styled_and_row_0_vanilla(comfy, graph: dict, sampler: str, 
 
 
 def assert_regions_move_the_image_and_weight_0_is_vanilla(comfy, graph: dict, sampler: str, regional: str,
-                                                          model_from):
-    """The regional layout changes the sample; with every region's weight at 0 it is the graph without it."""
+                                                          model_from, region: str | None = "8", boxes: str = "9"):
+    """The regional layout changes the sample (tests/tolerance.py's EFFECT); with every region's weight at 0
+    it is the graph without it, bit for bit."""
     vanilla = sampled(comfy, without(graph, regional, model_from), sampler)
     assert_changed(sampled(comfy, graph, sampler), vanilla, what="the regional layout")
-    assert_exact(sampled(comfy, every_region_weight_zero(graph), sampler), vanilla, "every region's weight 0")
+    assert_exact(sampled(comfy, every_region_weight_zero(graph, region, boxes), sampler), vanilla,
+                 "every region's weight 0")

@@ -38,7 +38,7 @@ def api_workflows() -> list[Path]:
 
 def one_per_model(workflows: list) -> list:
     """A workflow per diffusion model the shipped workflows load (each model family of the test bed once:
-    SD1.5, SDXL, Flux.1, FLUX.2 klein, Qwen-Image, Z-Image), preferring one whose reference cache can record
+    SD1.5, SDXL, Flux.1, FLUX.2 klein, Qwen-Image, Z-Image, Krea 2), preferring one whose reference cache can record
     (a reference wired), then the most Atelier nodes; the soak and the older test bed's e2e run these (make test's time)."""
     chosen = {}
     for workflow in workflows:

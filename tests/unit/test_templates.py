@@ -1,7 +1,9 @@
 """The shipped UI templates (workflows/*.json) open readable for a real user, computed from the JSON:
 every model file a loader names is declared for ComfyUI's missing-models dialog, no test-bed file is
 named, no two nodes overlap, no group title is covered, every node sits in a titled group, a note
-explains the workflow, and every template has its own small thumbnail."""
+explains the workflow, every template opens framed (its note and model loaders in the part of the window no
+frontend covers, at a scale where text is drawn; tests/browser measures it in the frontends) and every
+template has its own small thumbnail."""
 from __future__ import annotations
 
 import hashlib
@@ -11,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+SCRIPTS = Path(__file__).resolve().parents[2] / "scripts"
 WORKFLOWS = Path(__file__).resolve().parents[2] / "workflows"
 TEMPLATES = sorted(WORKFLOWS.glob("*.json"))
 NODE_TITLE_HEIGHT = 30  # LiteGraph.NODE_TITLE_HEIGHT: a node's title bar is drawn above pos[1]
@@ -144,3 +147,31 @@ def test_every_template_has_its_own_small_thumbnail():
         assert data[:3] == b"\xff\xd8\xff" and len(data) <= THUMBNAIL_MAX_BYTES, (thumb.name, len(data))
         digests.setdefault(hashlib.sha256(data).hexdigest(), []).append(thumb.name)
     assert len(digests) == len(TEMPLATES), [names for names in digests.values() if len(names) > 1]
+
+
+def screen_box(box: tuple, ds: dict) -> tuple:
+    """A graph-space box on the page at view ``ds`` (LiteGraph: page = (graph + offset) * scale)."""
+    (dx, dy), k = ds["offset"], ds["scale"]
+    return ((box[0] + dx) * k, (box[1] + dy) * k, (box[2] + dx) * k, (box[3] + dy) * k)
+
+
+@pytest.mark.parametrize("template", TEMPLATES, ids=ids)
+def test_the_saved_view_frames_the_note_and_the_model_loaders(template, monkeypatch):
+    """At extra.ds the notes and loaders lie in build_templates.VIEW_SAFE (1600 x 1000 less sidebar, bars and
+    toolbars), still lie in the window when frontend 1.32 spreads the layout by 1.2 for Nodes 2.0, and the scale
+    is one at which LiteGraph draws text."""
+    monkeypatch.syspath_prepend(str(SCRIPTS))
+    import build_templates as bt
+    workflow = load(template)
+    ds = workflow["extra"]["ds"]
+    assert bt.MIN_VIEW_SCALE <= ds["scale"] <= 1.0
+    first = [node_box(n) for n in workflow["nodes"] if n["type"] in NOTES or n.get("properties", {}).get("models")]
+    assert any(n["type"] in NOTES for n in workflow["nodes"]) and len(first) >= 2
+    anchor = (min(node_box(n)[0] for n in workflow["nodes"]), min(node_box(n)[1] for n in workflow["nodes"]))
+    safe, tolerance = bt.VIEW_SAFE, 1.0  # px: the offset is whole graph units, rounded up
+    for box in first:
+        x0, y0, x1, y1 = screen_box(box, ds)
+        assert (safe["left"] <= x0 and safe["top"] <= y0 and x1 <= safe["right"] + tolerance
+                and y1 <= safe["bottom"] + tolerance), (template.stem, box, (x0, y0, x1, y1), safe)
+        spread = tuple(anchor[i % 2] + bt.NODES2_SPREAD * (box[i] - anchor[i % 2]) for i in range(4))
+        assert screen_box(spread, ds)[3] <= bt.NODES2_BOTTOM + tolerance, (template.stem, "1.32 Nodes 2.0", spread)
