@@ -3,12 +3,13 @@ regional attention, aesthetic value mixing, DDIM inversion).
 
 ComfyUI loads this package from custom_nodes/ and calls :func:`comfy_entrypoint` (V3 nodes).
 """
-try:
-    from .nodes import AtelierExtension
-except ModuleNotFoundError as missing:  # outside ComfyUI: attention/ and inversion/ import without it
-    if missing.name.split(".")[0] not in ("comfy_api", "comfy", "folder_paths"):
-        raise
-    AtelierExtension = None
+AtelierExtension = None
+if __package__:  # not so where pytest imports this file alone (a checkout folder whose name has a hyphen)
+    try:
+        from .nodes import AtelierExtension
+    except ModuleNotFoundError as missing:  # outside ComfyUI: attention/ and inversion/ import without it
+        if missing.name.split(".")[0] not in ("comfy_api", "comfy", "folder_paths"):
+            raise
 
 WEB_DIRECTORY = "./web"
 
