@@ -47,8 +47,9 @@ export function chainedRegions(graph, node) {
   return out;
 }
 
-// {width, height} of the latent the sampler fed (through any chain) by this node uses, or null.
-export function latentSize(graph, node) {
+// Each node downstream of this one (its outputs' targets, then theirs, breadth first) until visit returns
+// something: that, or null.
+function downstream(node, visit) {
   const seen = new Set();
   let frontier = [node];
   for (let depth = 0; frontier.length && depth < MAX_DEPTH; depth++) {
@@ -56,12 +57,58 @@ export function latentSize(graph, node) {
     for (const n of frontier) {
       if (seen.has(n.id)) continue;
       seen.add(n.id);
-      const latent = n !== node ? source(graph, n, "latent_image") : null;
-      const width = Number(widget(latent, "width")), height = Number(widget(latent, "height"));
-      if (width > 0 && height > 0) return { width, height };
+      const found = n !== node ? visit(n) : null;
+      if (found) return found;
       next.push(...targets(n));
     }
     frontier = next;
   }
   return null;
+}
+
+// {width, height} of the latent the sampler fed (through any chain) by this node uses, or null.
+export function latentSize(graph, node) {
+  return downstream(node, (n) => {
+    const latent = source(graph, n, "latent_image");
+    const width = Number(widget(latent, "width")), height = Number(widget(latent, "height"));
+    return width > 0 && height > 0 ? { width, height } : null;
+  });
+}
+
+// The widget a video latent node counts its frames in: `length` on every video latent of ComfyUI
+// (EmptyHunyuanLatentVideo, EmptyLTXVLatentVideo, Wan22ImageToVideoLatent, WanImageToVideo, LTXVImgToVideo,
+// EmptyMiniMaxH3LatentAV, ...); the others for video nodes of other packs.
+const FRAME_WIDGETS = ["length", "num_frames", "video_length", "frame_count", "frames"];
+
+// Frames of the latent made by `start` or above it: the first node up its LATENT inputs (through the
+// nodes that pass a latent on: TrimVideoLatent, LTXVAddGuide, a first sampler, ...) with a frame count.
+function framesAbove(start) {
+  const seen = new Set();
+  let frontier = [start];
+  for (let depth = 0; frontier.length && depth < MAX_DEPTH; depth++) {
+    const next = [];
+    for (const n of frontier) {
+      if (!n || seen.has(n.id)) continue;
+      seen.add(n.id);
+      for (const name of FRAME_WIDGETS) {
+        const frames = Number(widget(n, name));
+        if (Number.isFinite(frames) && frames > 0) return frames;
+      }
+      (n.inputs ?? []).forEach((input, slot) => {
+        if (input?.type === "LATENT" && n.graph) next.push(n.getInputNode?.(slot));
+      });
+    }
+    frontier = next;
+  }
+  return 0;
+}
+
+// Frames of the video latent of the sampler fed (through any chain) by this node: more than 1 for a
+// video model's latent, 0 for an image (a one-frame clip included) or when none is wired yet.
+export function videoFrames(graph, node) {
+  return downstream(node, (n) => {
+    const latent = source(graph, n, "latent_image");
+    const frames = latent ? framesAbove(latent) : 0;
+    return frames > 1 ? frames : null;
+  }) ?? 0;
 }

@@ -74,3 +74,22 @@ export function drawPlot(canvas, box, color, title) {
   ys.forEach((v, i) => (i ? ctx.lineTo(left + i, y(v)) : ctx.moveTo(left, y(v))));
   ctx.stroke();
 }
+
+// Keyframes (video models): a box may move over the clip, as attention/region_json.py reads it: the box's own
+// x, y, w, h hold at clip fraction 0 (the first frame) unless a keyframe is at 0, each keyframe holds at its
+// `at` (1 = the last frame), linear in between; a box without keyframes stays.
+export const rectOf = (r) => ({ x: Number(r?.x) || 0, y: Number(r?.y) || 0, w: Number(r?.w) || 0, h: Number(r?.h) || 0 });
+export const isMoving = (box) => Array.isArray(box?.keyframes) && box.keyframes.length > 0;
+export const keyframeAt = (box, at) => (isMoving(box) ? box.keyframes.find((k) => Number(k?.at) === at) : undefined);
+
+// [{at, rect}] sorted by at: the box (or its keyframe at 0) at 0, then every keyframe (the first of any
+// repeated `at`, which the pack refuses anyway).
+export function pathOf(box) {
+  const frames = new Map();
+  for (const k of isMoving(box) ? box.keyframes : []) {
+    const at = Number(k?.at);
+    if (Number.isFinite(at) && !frames.has(at)) frames.set(at, rectOf(k));
+  }
+  if (!frames.has(0)) frames.set(0, rectOf(box));
+  return [...frames.entries()].sort((a, b) => a[0] - b[0]).map(([at, rect]) => ({ at, rect }));
+}
