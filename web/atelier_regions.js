@@ -182,7 +182,8 @@ class RegionEditor {
       this.lastText = text;
       const before = this.state?.height / this.state?.width;
       this.state = parseState(text);
-      if (this.ids.length !== this.state.boxes.length) { // edited elsewhere: new ids
+      if (this.ids.length !== this.state.boxes.length) { // replaced elsewhere (a loaded workflow): 1..N again
+        this.nextId = 1;
         this.ids = this.state.boxes.map(() => this.nextId++);
       }
       this.selected = Math.min(this.selected, this.state.boxes.length - 1);

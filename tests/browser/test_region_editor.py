@@ -123,6 +123,7 @@ def test_editor_on_the_regional_template(frontend, mode):
     chained = frontend.evaluate(f"(id) => ({EDITOR})(id).chained", node_id)
     assert len(chained) == 1 and "cloud" in chained[0]["label"], chained  # AtelierRegion, read-only
     assert len(boxes(frontend, node_id)) == 2 and status(frontend, node_id).startswith("2 boxes + 1 chained")
+    assert frontend.evaluate(f"(id) => ({EDITOR})(id).ids", node_id) == [1, 2], "a loaded layout's boxes are 1..N"
 
     drag(frontend, node_id, 0.05, 0.05, 0.25, 0.25)
     assert len(boxes(frontend, node_id)) == 3 and status(frontend, node_id).startswith("3 boxes")
