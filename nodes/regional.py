@@ -168,7 +168,9 @@ class AtelierBoxRegions(io.ComfyNode):
                                 tooltip="The boxes as JSON: width/height (the editor's aspect) and a list 'boxes' of "
                                         "{x, y, w, h, prompt, weight, curve, end_weight, switch_at, weights}: "
                                         "x, y, w, h and switch_at from 0 to 1, weights from -2 to 5, at most "
-                                        f"{MAX_BOXES} boxes; unknown keys are refused."),
+                                        f"{MAX_BOXES} boxes; unknown keys are refused. Video: a box's optional "
+                                        "'keyframes' [{at, x, y, w, h}] (at 0 = first frame, 1 = last) move it "
+                                        "over the clip, linearly in between (the editor's 'moving' toggle)."),
                 Regions.Input("regions", optional=True,
                               tooltip="Optional earlier regions; these boxes are added after them."),
             ],
