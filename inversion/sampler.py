@@ -48,7 +48,7 @@ class ConditionRecorder:
 
 def zero_conditioning(model) -> list:
     """A CONDITIONING of zeros in the model's context shape (77 tokens; SDXL also a zero pooled output;
-    Flux a zero pooled output of its vec_in_dim)."""
+    Flux a zero pooled output of its vec_in_dim; other models None, as their text encoders give)."""
     base = model.model
     unet_config = base.model_config.unet_config
     context_dim = unet_config.get("context_dim") or unet_config.get("context_in_dim") or 768
@@ -60,6 +60,8 @@ def zero_conditioning(model) -> list:
         extra["pooled_output"] = torch.zeros(1, 1280)
     elif unet_config.get("vec_in_dim"):
         extra["pooled_output"] = torch.zeros(1, unet_config["vec_in_dim"])
+    else:  # as ComfyUI's text encoders without one hand it (0.3.75's Chroma and FLUX.2 read the key)
+        extra["pooled_output"] = None
     return [[torch.zeros(1, 77, context_dim), extra]]
 
 

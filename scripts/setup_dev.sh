@@ -81,6 +81,9 @@ ln -sfn "$BASE/models" "$BASE_NEW/models"
 ln -sfn "$BASE/input" "$BASE_NEW/input"
 ln -sfn "$ROOT" "$BASE_NEW/custom_nodes/attention_atelier"
 ln -sfn "$ROOT/scripts/test_bed_nodes" "$BASE_NEW/custom_nodes/atelier_test_bed_nodes"
+# the tiny models only 0.33.0 can build (Krea 2 and its text encoder, LTX-2, MiniMax H3), into the shared
+# models/; the others are only checked (a few seconds)
+"$PY" "$ROOT/scripts/make_tiny_models.py" --comfy "$COMFY_NEW" --base "$BASE_NEW"
 
 # 6. each version's frontend in its own folder (served with --front-end-root), and the newer frontends the
 #    browser tier also runs on the 0.33.0 test bed (1.58.1): the list is tiny_models.env.FRONTENDS
