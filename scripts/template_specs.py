@@ -403,4 +403,32 @@ is unused), euler, Flux2Scheduler. For klein base 4B: 20 steps, cfg 5.
             {"groups": [("Sample and save", ["12", "13", "14"])]},
         ],
     },
+    "z_image_invert_and_reconstruct": {
+        "note": f"""
+## DDIM inversion and reconstruction (Z-Image Turbo)
+Your picture is inverted to the noise x_T it would be sampled from, then sampled back from x_T with the
+same Euler steps: the picture comes back. Check an inversion here before using it (as StyleAligned's
+reference, or to edit from x_T).
+
+**Change first:** load your picture in *Load your image*; describe it in *What the image shows*.
+
+**Must match:** *Reconstruct* runs on the inversion's **sigmas** (wired) with sampler **euler** and
+**cfg 1**, as *Invert*; *Inverted noise* starts it exactly at x_T.
+
+**Steps:** 20, with 5 refinements and up to 20 model calls a step. A step that does not converge is
+named in ComfyUI's log with what to raise. Turbo samples in 8 steps; smaller steps invert better.
+ModelSamplingAuraFlow shift 3, as ComfyUI's own Z-Image Turbo template.
+
+**Models** ({MISSING})
+{Z_IMAGE_MODELS}
+""",
+        "note_height": 560,
+        "columns": [
+            {"groups": [("Models", ["1", "2", "3", "4"])]},
+            {"width": 380, "groups": [("Your image (change first)", ["5", "6", "7", "8", "9"])]},
+            {"width": 380, "groups": [("Atelier: invert", ["10", "11"])]},
+            {"groups": [("Reconstruct", ["12", "13", "14"])]},
+            {"groups": [("Decode and save", ["15", "16"])]},
+        ],
+    },
 }

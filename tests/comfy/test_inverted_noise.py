@@ -112,7 +112,8 @@ def test_a_latent_of_another_size_or_a_trajectory_of_another_family_is_refused(c
     _, trajectory, sigmas = node(comfy, "AtelierInvert").execute(model, {"samples": x0}, 2, 1.0, "simple", 0,
                                                                   positive=positive, negative=positive).args
     noise = node(comfy, "AtelierInvertedNoise").execute(model, trajectory).args[0]
-    with pytest.raises(errors.AtelierError, match=r"AtelierInvertedNoise.*trajectory.*\[1, 16, 8, 8\].*\[1, 16, 4, 4\]"):
+    sizes = r"AtelierInvertedNoise.*trajectory.*\[1, 16, 8, 8\].*\[1, 16, 4, 4\]"
+    with pytest.raises(errors.AtelierError, match=sizes):
         sampler_custom_advanced(comfy, model, positive, noise, sigmas, {"samples": torch.zeros(1, 16, 4, 4)})
     other, _ = sd35.load(comfy)
     with pytest.raises(errors.AtelierError, match=r"AtelierInvertedNoise.*trajectory.*Flux.*SD3"):
