@@ -19,7 +19,8 @@ trajectory_module = pack_module("inversion.trajectory")
 # slack on the error bound and an absolute floor (relative to |x*|) for an x that is exact to rounding.
 FLOAT64_SLACK = 1e-9
 FLOAT64_FLOOR = 1e-12
-EXAMPLES = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+EXAMPLES = settings(max_examples=25, deadline=None, derandomize=True, database=None,
+                    suppress_health_check=[HealthCheck.too_slow])
 
 
 def todays_inversion_step(denoise, x_low, sigma_low, sigma_high, refine_iterations=0, flow_matching=False):
