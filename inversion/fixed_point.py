@@ -28,7 +28,7 @@ on another row's iterates where the model treats rows apart):
    iteration diverges (|lambda| > 1). beta: see :func:`damping`. Safeguard: a candidate whose residual
    is more than ``RESTART_GROWTH`` times the best one seen (or not finite) restarts the history at the
    best point with beta halved (a damped step from there).
-   A row stops as soon as its best relative residual |f| / |x_low| is within ``tolerance`` or the
+   A row stops as soon as its best relative residual |f| / |x_ref| is within ``tolerance`` or the
    budget is spent, and returns its best *evaluated* point, whose residual is measured (never G of it,
    which grows the error where G expands).
 
@@ -76,7 +76,7 @@ class StepReport:
     """What one step's solve did, per row of the batch."""
 
     evaluations: int  # model evaluations of the batch
-    residuals: torch.Tensor  # (B,) float64: |f| / |x_low| of the returned point (see ``measured``)
+    residuals: torch.Tensor  # (B,) float64: |f| / |x_ref| of the returned point (see ``measured``)
     measured: torch.Tensor  # (B,) bool: residual is the returned point's own; False: the returned
     #                         point is G of the last evaluated one, ``residuals`` is that one's residual
     #                         (an upper bound on the returned one's while G contracts; NaN when K = 0)
@@ -131,17 +131,19 @@ class _Row:
 
 
 def solve(G: Map, x_low: torch.Tensor, guess: torch.Tensor, plain_iterations: int, max_evaluations: int = 0,
-          tolerance: float = 0.0) -> tuple:
+          tolerance: float = 0.0, reference: torch.Tensor | None = None) -> tuple:
     """Solve x = G(x) row by row from ``guess``; returns (x, StepReport).
 
     ``plain_iterations`` K: today's fixed-point refinements (1 + K evaluations, bit for bit today's
     result where they contract); ``max_evaluations``: the step's budget, at least 1 + K (0: 1 + K);
-    ``tolerance``: relative residual |G(x) - x| / |x_low| at which a row is done.
+    ``tolerance``: relative residual |G(x) - x| / |x_ref| at which a row is done, RMS over the row, with
+    x_ref = ``reference`` (the latent the whole inversion started from: the residual is a share of its
+    round-trip error) or, not given, x_low.
     """
     plain_budget = 1 + plain_iterations
     budget = max(plain_budget, max_evaluations)
     rows = x_low.shape[0]
-    scale = _rms(x_low).clamp_min(torch.finfo(torch.float32).tiny)
+    scale = _rms(x_low if reference is None else reference).clamp_min(torch.finfo(torch.float32).tiny)
     x = guess
     result = [None] * rows
     residual = torch.full((rows,), float("nan"), dtype=torch.float64)

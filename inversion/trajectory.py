@@ -42,8 +42,9 @@ class Trajectory:
     refine_iterations: int = 0
     # the solve of each step, in schedule order: evaluations[i] model evaluations (of the whole batch)
     # found latents[i] from latents[i + 1]; residuals[i, b] is row b's relative residual
-    # |x_{i+1} + (s_i - s_{i+1}) eps(x_i, s_i) - x_i| / |x_{i+1}| (NaN where not measured: plain
-    # inversion); tolerance: the residual a step counted as solved at; max_evaluations: the budget
+    # |x_{i+1} + (s_i - s_{i+1}) eps(x_i, s_i) - x_i| / |x_n| (RMS; x_n = latents[-1], the inverted
+    # latent; NaN where not measured: plain inversion); tolerance: the residual a step counted as solved
+    # at; max_evaluations: the budget
     evaluations: tuple = ()
     residuals: Optional[torch.Tensor] = None  # (steps, batch) float64
     tolerance: float = 0.0
