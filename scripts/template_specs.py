@@ -415,14 +415,14 @@ reference, or to edit from x_T).
 **Must match:** *Reconstruct* runs on the inversion's **sigmas** (wired) with sampler **euler** and
 **cfg 1**, as *Invert*; *Inverted noise* starts it exactly at x_T.
 
-**Steps:** 20, with 5 refinements and up to 20 model calls a step. A step that does not converge is
-named in ComfyUI's log with what to raise. Turbo samples in 8 steps; smaller steps invert better.
+**Steps:** 20, with 2 refinements and up to 20 model calls a step (about 3.5 a step on average). A step
+that does not converge is named in ComfyUI's log with what to raise. Turbo samples in 8 steps; smaller steps invert better.
 ModelSamplingAuraFlow shift 3, as ComfyUI's own Z-Image Turbo template.
 
 **Models** ({MISSING})
 {Z_IMAGE_MODELS}
 """,
-        "note_height": 560,
+        "note_height": 680,
         "columns": [
             {"groups": [("Models", ["1", "2", "3", "4"])]},
             {"width": 380, "groups": [("Your image (change first)", ["5", "6", "7", "8", "9"])]},

@@ -9,8 +9,8 @@ import torch
 from tests.comfy.template_graphs import SIZE, inputs_by_class, on_test_bed
 
 NAME = "z_image_invert_and_reconstruct"  # at SIZE 128 px: a 16 x 16 latent; 20 steps -> 4 on the test bed
-# the K = 5, 20-evaluation round trip of the tiny TAESD's latent, relative RMS in model
-# space at the template's 20 steps: measured 8.2e-4 (0.3.75, 2026-12); the bound is the target
+# the K = 2, 20-evaluation round trip of the tiny TAESD's latent, relative RMS in model
+# space at the template's 20 steps: measured 1.5e-3 (0.3.75, 2026-12); the bound is the target
 ROUND_TRIP = 0.01
 
 
@@ -22,7 +22,7 @@ def test_the_template_loads_z_image_as_comfyuis_own_template_does_and_wires_the_
     assert by_class["ModelSamplingAuraFlow"]["shift"] == 3.0
     invert = by_class["AtelierInvert"]
     assert (invert["steps"], invert["cfg"], invert["scheduler"], invert["refine_iterations"],
-            invert["max_evaluations"]) == (20, 1.0, "simple", 5, 20)
+            invert["max_evaluations"]) == (20, 1.0, "simple", 2, 20)
     back = by_class["SamplerCustomAdvanced"]
     assert back["sigmas"] == ["10", 2] and back["latent_image"] == ["10", 0] and back["noise"] == ["11", 0]
     assert by_class["KSamplerSelect"]["sampler_name"] == "euler" and by_class["CFGGuider"]["cfg"] == 1.0
