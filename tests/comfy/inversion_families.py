@@ -1,5 +1,7 @@
 """Every family AtelierInvert supports, as its round-trip tests drive it: the tiny seeded model with the
-family's usual sampling shift, a stand-in prompt, and a latent of model-space std 1 of any size.
+family's usual shift (Z-Image ModelSamplingAuraFlow 3 and Qwen-Image 3.5, as ComfyUI's own templates; the
+others their model's own sampling: Flux.1, Chroma and Krea 2 shift 1.15, SD3.5 3, FLUX.2 2.02; UNets
+their discrete schedule), a stand-in prompt, and a latent of model-space std 1 of any size.
 
 Random weights make absolute errors meaningless unless the latent has the scale real latents have in
 model space (std ~1; see README, *DDIM inversion*): ``latent`` draws N(0, 1) in model space and returns
@@ -56,6 +58,7 @@ def _z_image(comfy):
 def _qwen_image(comfy):
     from tiny_models import qwen_image as q
     model = _built(comfy, q, q.QWEN_IMAGE, q.build_qwen_image, q.verify_qwen_image, q.load_tiny_qwen_image)
+    model = comfy.node_class("ModelSamplingAuraFlow")().patch_aura(model, 3.5)[0]  # as ComfyUI's Qwen-Image template
     return model, q.random_conditioning(8, seed=1)
 
 
