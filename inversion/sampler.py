@@ -72,10 +72,11 @@ def is_flow_matching(model) -> bool:
 
 
 def invert_latent(model, latent_image: torch.Tensor, positive, negative, cfg: float, sigmas: torch.Tensor,
-                  refine_iterations: int, scheduler: str = "normal") -> tuple:
+                  refine_iterations: int, scheduler: str = "normal", max_evaluations: int = 0) -> tuple:
     """DDIM-invert ``latent_image`` (latent units) over the descending ``sigmas``.
 
-    Returns (x_T in latent units, Trajectory of model-space sampler variables).
+    Returns (x_T in latent units, Trajectory of model-space sampler variables, with each step's
+    evaluations and residuals).
     """
     recorder = ConditionRecorder()
     flow_matching = is_flow_matching(model)
@@ -88,6 +89,8 @@ def invert_latent(model, latent_image: torch.Tensor, positive, negative, cfg: fl
     steps = len(sigmas) - 1
     progress = comfy.utils.ProgressBar(steps)
     states = []
+    reports = []
+    tolerance = ddim.step_tolerance(steps)
 
     def inversion_sampler(model_k, x, ascending, extra_args=None, callback=None, disable=None):
         extra_args = extra_args or {}
@@ -102,7 +105,8 @@ def invert_latent(model, latent_image: torch.Tensor, positive, negative, cfg: fl
             if callback is not None:
                 callback({"x": x_, "i": k - 1, "sigma": ascending[k], "sigma_hat": ascending[k], "denoised": x_})
 
-        states.extend(ddim.invert(denoise, x, ascending.flip(0), refine_iterations, on_step, flow_matching))
+        states.extend(ddim.invert(denoise, x, ascending.flip(0), refine_iterations, on_step, flow_matching,
+                                  max_evaluations, tolerance, reports))
         return states[0]
 
     noise = torch.zeros_like(latent_image)
@@ -117,5 +121,8 @@ def invert_latent(model, latent_image: torch.Tensor, positive, negative, cfg: fl
         sigmas=sigmas.detach().float().cpu(),
         conds=dict(recorder.conds),
         model_family=type(model.model.model_config).__name__,
-        cfg=float(cfg), scheduler=scheduler, refine_iterations=int(refine_iterations))
+        cfg=float(cfg), scheduler=scheduler, refine_iterations=int(refine_iterations),
+        evaluations=tuple(r.evaluations for r in reversed(reports)),
+        residuals=torch.stack([r.residuals for r in reversed(reports)]) if reports else None,
+        tolerance=tolerance, max_evaluations=max(1 + int(refine_iterations), int(max_evaluations)))
     return x_T, trajectory

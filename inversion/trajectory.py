@@ -40,6 +40,15 @@ class Trajectory:
     cfg: float = 1.0
     scheduler: str = "normal"
     refine_iterations: int = 0
+    # the solve of each step, in schedule order: evaluations[i] model evaluations (of the whole batch)
+    # found latents[i] from latents[i + 1]; residuals[i, b] is row b's relative residual
+    # |x_{i+1} + (s_i - s_{i+1}) eps(x_i, s_i) - x_i| / |x_n| (RMS; x_n = latents[-1], the inverted
+    # latent; NaN where not measured: plain inversion); tolerance: the residual a step counted as solved
+    # at; max_evaluations: the budget
+    evaluations: tuple = ()
+    residuals: Optional[torch.Tensor] = None  # (steps, batch) float64
+    tolerance: float = 0.0
+    max_evaluations: int = 0
 
     def __deepcopy__(self, memo):
         return self
@@ -52,6 +61,14 @@ class Trajectory:
     def latent_shape(self) -> tuple:
         """(C, H, W) of one row, in latent units."""
         return tuple(self.latents.shape[2:])
+
+    def unsolved_steps(self) -> list:
+        """Sampling-step indices i (sigmas[i] -> sigmas[i + 1]) some row of which ended above the
+        tolerance; a plain inversion (no residual measured) has none."""
+        if self.residuals is None:
+            return []
+        worst = torch.nan_to_num(self.residuals, nan=0.0).amax(dim=1)
+        return [i for i in range(len(worst)) if float(worst[i]) > self.tolerance]
 
     def conds_for(self, kind: int) -> RowConds:
         """The row conditioning for a chunk kind; the cond's when the inversion ran no uncond."""

@@ -444,4 +444,29 @@ is unused), euler, Flux2Scheduler. For klein base 4B: 20 steps, cfg 5.
             {"groups": [("Sample and save", ["12", "13", "14"])]},
         ],
     },
+    "z_image_invert_and_reconstruct": {
+        "note": f"""
+## DDIM inversion and reconstruction (Z-Image Turbo)
+Your picture is inverted to the noise x_T it would be sampled from, then sampled back from x_T: the
+picture comes back. Check an inversion here before using it (StyleAligned's reference, editing from x_T).
+
+**Change first:** your picture in *Load your image*; what it shows in *What the image shows*.
+
+**Must match:** *Reconstruct* runs on the inversion's **sigmas** (wired), sampler **euler**, **cfg 1**;
+*Inverted noise* starts it at x_T.
+
+**Steps:** 20, 2 refinements, up to 20 model calls a step. Unconverged steps are named in ComfyUI's log.
+
+**Models** ({MISSING})
+{Z_IMAGE_MODELS}
+""",
+        "note_height": 560,
+        "columns": [
+            {"groups": [("Models", ["1", "2", "3", "4"])]},
+            {"width": 380, "groups": [("Your image (change first)", ["5", "6", "7", "8", "9"])]},
+            {"width": 380, "groups": [("Atelier: invert", ["10", "11"])]},
+            {"groups": [("Reconstruct", ["12", "13", "14"])]},
+            {"groups": [("Decode and save", ["15", "16"])]},
+        ],
+    },
 }

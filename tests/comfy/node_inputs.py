@@ -11,7 +11,7 @@ SIZE = 64  # pixels: the smallest latent (8 x 8) every node accepts
 
 # Where an input's value comes from when it is linked (not a widget).
 LINKED_TYPES = ("MODEL", "CLIP", "CONDITIONING", "LATENT", "MASK", "CLIP_VISION", "CLIP_VISION_OUTPUT",
-                "ATELIER_TRAJECTORY", "ATELIER_REGIONS", "ATELIER_IPADAPTER")
+                "ATELIER_TRAJECTORY", "ATELIER_REGIONS", "ATELIER_IPADAPTER", "SIGMAS")
 
 
 class LinkedValues:
@@ -55,6 +55,11 @@ class LinkedValues:
 
     def make_atelier_trajectory(self):
         return invert(self.comfy, self.comfy.sd15.model, self["LATENT"]["samples"], steps=1)[1]
+
+    def make_sigmas(self):
+        """A one-step schedule of the tiny SD1.5 (what BasicScheduler gives)."""
+        from comfy.samplers import calculate_sigmas
+        return calculate_sigmas(self["MODEL"].get_model_object("model_sampling"), "normal", 1).cpu()
 
     def make_atelier_regions(self):
         node = self.comfy.node_class("AtelierRegion")

@@ -83,3 +83,35 @@ def test_reference_image_mode_on_flux(comfy, flux, x0):
                     reference=trajectory)
     assert_close(sample(comfy, neutral, pos, neg, batch=2, size=64), plain, ulps=SAMPLING,
                  what="neutral reference-image mode")
+
+
+def test_the_trajectory_records_each_steps_evaluations_and_residual(comfy, flux, x0):
+    """Default budget (max_evaluations 0): 1 + refine_iterations model calls per step at most."""
+    model, pos, _ = flux
+    _, trajectory, _ = invert(comfy, model, x0, pos, 2)
+    assert len(trajectory.evaluations) == STEPS and all(1 <= n <= 3 for n in trajectory.evaluations)
+    assert trajectory.residuals.shape == (STEPS, 1) and bool((trajectory.residuals >= 0).all())
+    assert trajectory.max_evaluations == 3 and trajectory.tolerance == pytest.approx(0.01 / STEPS)
+    _, plain, _ = invert(comfy, model, x0, pos, 0)
+    assert plain.evaluations == (1,) * STEPS and bool(plain.residuals.isnan().all()) and not plain.unsolved_steps()
+
+
+def test_steps_that_do_not_converge_are_named_in_a_warning_with_the_fix(comfy, flux, x0, caplog):
+    import logging
+    model, pos, _ = flux
+    with caplog.at_level(logging.WARNING, logger="attention_atelier"):
+        _, trajectory, sigmas = comfy.node_class(INVERT).execute(model, {"samples": x0}, 3, 1.0, "simple", 1,
+                                                                 positive=pos, negative=pos).args
+    unsolved = trajectory.unsolved_steps()
+    assert unsolved, "one refinement on 3 big steps leaves steps above 0.01 / 3"
+    text = " ".join(r.getMessage() for r in caplog.records if r.name == "attention_atelier")
+    assert f"AtelierInvert: {len(unsolved)} of 3 steps did not converge within 2 model evaluations" in text
+    first = unsolved[0]
+    assert f"{first + 1} ({float(sigmas[first]):.3g} -> {float(sigmas[first + 1]):.3g}" in text
+    assert "raise max_evaluations" in text
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="attention_atelier"):
+        _, solved, _ = comfy.node_class(INVERT).execute(model, {"samples": x0}, 3, 1.0, "simple", 1, positive=pos,
+                                                        negative=pos, max_evaluations=40).args
+    assert not solved.unsolved_steps() and not [r for r in caplog.records if r.name == "attention_atelier"]
+    assert max(solved.evaluations) <= 40

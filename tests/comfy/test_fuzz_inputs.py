@@ -32,7 +32,7 @@ JSON_JUNK = st.one_of(st.none(), st.booleans(), st.integers(-10 ** 20, 10 ** 20)
 CHEAP = {"AtelierInvert": {"steps": 1, "refine_iterations": 0}}
 NODE_IDS = ("AtelierStyleAligned", "AtelierBatchPrompts", "AtelierInvert", "AtelierAestheticMix",
             "AtelierSplitPrompt", "AtelierIPAdapterLoader", "AtelierImagePrompt", "AtelierArtBN",
-            "AtelierRegion", "AtelierBoxRegions", "AtelierRegionalAttention")
+            "AtelierRegion", "AtelierBoxRegions", "AtelierRegionalAttention", "AtelierInvertedNoise")
 PATCH_NODES = ("AtelierStyleAligned", "AtelierArtBN", "AtelierAestheticMix", "AtelierImagePrompt",
                "AtelierRegionalAttention")
 

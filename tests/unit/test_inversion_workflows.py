@@ -8,7 +8,7 @@ ROOT = Path(__file__).resolve().parents[2] / "workflows"
 NOTES = ("Note", "MarkdownNote")
 
 
-@pytest.mark.parametrize("name", ["invert_and_reconstruct", "style_from_image"])
+@pytest.mark.parametrize("name", ["invert_and_reconstruct", "style_from_image", "z_image_invert_and_reconstruct"])
 def test_ui_template_and_api_twin_are_the_same_graph(name):
     ui = json.loads((ROOT / f"{name}.json").read_text())
     api = json.loads((ROOT / "api" / f"{name}.json").read_text())
