@@ -404,3 +404,10 @@ is unused), euler, Flux2Scheduler. For klein base 4B: 20 steps, cfg 5.
         ],
     },
 }
+
+# the video templates (Wan 2.2 5B): their files, notes and layouts live in scripts/template_specs_video.py
+from template_specs_video import video_specs  # noqa: E402
+
+_VIDEO_MODELS, _VIDEO_SPECS = video_specs(HF, MISSING)
+MODELS.update(_VIDEO_MODELS)
+SPECS.update(_VIDEO_SPECS)
