@@ -29,8 +29,8 @@ simple, ModelSamplingSD3 shift 8, 1280 x 704, 24 fps; text to video (no start im
 ## Regional layout over a clip (Wan 2.2 5B)
 Each region puts its local prompt in its place in every frame: in Wan's prompt cross-attention the video
 tokens inside a region's box also attend to its local prompt, with the region's weight over the steps.
-*Region: boat* moves: its **keyframes** say where the box is later in the clip (**1: x, y, width, height**
-is the last frame, **0.5: ...** the middle; linear in between), so the boat sails from left to right.
+*Region: boat* moves: its **keyframes** say where the box is later in the clip, one entry "at: x, y, width,
+height" per place (at 1 = the last frame, 0.5 = the middle; linear in between): the boat sails to the right.
 *Region: sun* stays where its box is.
 
 **Change first:** the scene prompt, the local prompts, the boxes and the boat's **keyframes**.
@@ -42,9 +42,10 @@ keyframes draw (a region moving against the prompt fights it).
 
 {wan_models}
 """,
-            "note_height": 620,
+            "note_height": 600,
+            "heights": {"16": 300},  # Save Video: room for the preview a run adds
             "columns": [
-                {"groups": [("Models", ["1", "2", "3", "4"])]},
+                {"width": 380, "groups": [("Models", ["1", "2", "3", "4"])]},  # the note: 1.32 Nodes 2.0 type
                 {"width": 380, "groups": [("Prompts (change first)", ["5", "6"]), ("Video size and length", ["12"])]},
                 {"width": 400, "groups": [("Region: boat, moving", ["7", "8"])]},
                 {"width": 400, "groups": [("Region: sun", ["9", "10"]), ("Atelier: regional attention", ["11"])]},
@@ -69,9 +70,10 @@ gives their queries/keys its statistics, over all frames, so the style holds acr
 
 {wan_models}
 """,
-            "note_height": 620,
+            "note_height": 660,
+            "heights": {"6": 280, "13": 300},  # the prompts a longer text box; Save Video room for its preview
             "columns": [
-                {"groups": [("Models", ["1", "2", "3", "4"])]},
+                {"width": 380, "groups": [("Models", ["1", "2", "3", "4"])]},  # the note: 1.32 Nodes 2.0 type
                 {"width": 380, "groups": [("Prompts (change first)", ["6", "7"])]},
                 {"groups": [("Atelier: StyleAligned", ["5"]), ("Clip size, one per prompt", ["8", "9"])]},
                 {"groups": [("Sample and save the video", ["10", "11", "12", "13"])]},
