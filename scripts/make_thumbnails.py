@@ -137,6 +137,50 @@ SCENES = {
 }
 
 
+def film_strip(d, x: int, y: int, s: int, frames: int = 3):
+    """A strip of ``frames`` frames of side ``s`` with sprocket holes above and below."""
+    d.rectangle([x - 4, y - 10, x + frames * (s + 6) - 2, y + s + 10], fill=(16, 16, 20))
+    for i in range(frames * 3):
+        hx = x + i * (s + 6) // 3
+        d.rectangle([hx, y - 7, hx + 5, y - 3], fill=DIM)
+        d.rectangle([hx, y + s + 3, hx + 5, y + s + 7], fill=DIM)
+
+
+def video_regions(d):
+    """Three frames of a clip: the boat's box moves left to right along its keyframes, the sun's box stays."""
+    s, y = 88, 40
+    film_strip(d, 14, y, s)
+    for i in range(3):
+        x = 14 + i * (s + 6)
+        tile(d, x, y, s, COOL, "sun")
+        bx, by = x + int(s * (0.02 + 0.33 * i)), y + int(s * 0.45)
+        d.polygon([(bx + 4, by + 22), (bx + 24, by + 22), (bx + 20, by + 28), (bx + 8, by + 28)], fill=WARM[3])
+        d.polygon([(bx + 14, by + 4), (bx + 14, by + 21), (bx + 24, by + 21)], fill=(250, 250, 250))
+        d.rectangle([bx, by, bx + int(s * 0.3), by + int(s * 0.35)], outline=WARM[1], width=3)
+        d.rectangle([x + int(s * 0.6), y + 3, x + int(s * 0.9), y + int(s * 0.33)], outline=WARM[2], width=2)
+        d.text((x + s // 2, y + s + 20), ("first", "middle", "last")[i], fill=DIM, font=font(11), anchor="mm")
+    arrow(d, 30, 186, 290, "the boat's keyframes")
+
+
+def video_clips(d):
+    """Prompts -> several clips (film strips) in one style."""
+    for i, (motif, caption) in enumerate((("sun", "prompt 1"), ("boat", "prompt 2"), ("tree", "prompt 3"))):
+        y = 38 + i * 56
+        d.text((16, y + 9), caption, fill=DIM, font=font(11))
+        arrow(d, 74, y + 15, 112, "")
+        film_strip(d, 124, y, 30, frames=4)
+        for j in range(4):
+            tile(d, 124 + j * 36, y, 30, WARM, motif, seed=j)
+    d.line([278, 30, 284, 30, 284, 190, 278, 190], fill=FG, width=2)  # a bracket over the clips: one style
+    d.text((302, 104), "one", fill=FG, font=font(12), anchor="mm")
+    d.text((302, 120), "style", fill=FG, font=font(12), anchor="mm")
+
+
+SCENES.update(wan_regional_layout=video_regions, wan_style_aligned_clips=video_clips)  # the Wan 2.2 video templates
+SHORT.update({"wan2.2_ti2v_5B_fp16.safetensors": "Wan 2.2 TI2V 5B", "umt5_xxl_fp8_e4m3fn_scaled.safetensors": "UMT5-XXL",
+              "wan2.2_vae.safetensors": "Wan 2.2 VAE"})
+
+
 def scene(name: str):
     """A template's scene; a model family's variant of a template (``<family>_style_aligned_set``,
     ``<family>_regional_layout``) draws the scene of the template it varies."""

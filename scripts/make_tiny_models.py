@@ -45,6 +45,9 @@ tiny_models.ARTIFACTS.update(flux2_vae_artifacts())  # tiny FLUX.2 VAE (klein te
 from tiny_models.chroma import chroma_artifacts  # noqa: E402
 
 tiny_models.ARTIFACTS.update(chroma_artifacts())  # tiny Chroma (its family tests, on both test beds)
+from tiny_models.wan22_parts import wan22_part_artifacts  # noqa: E402
+
+tiny_models.ARTIFACTS.update(wan22_part_artifacts())  # tiny UMT5 text encoder + Wan 2.2 VAE (the Wan 2.2 templates, both)
 from tiny_models import ltx, minimax  # noqa: E402
 from tiny_models.wan import wan_artifacts  # noqa: E402
 

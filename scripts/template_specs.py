@@ -470,3 +470,10 @@ picture comes back. Check an inversion here before using it (StyleAligned's refe
         ],
     },
 }
+
+# the video templates (Wan 2.2 5B): their files, notes and layouts live in scripts/template_specs_video.py
+from template_specs_video import video_specs  # noqa: E402
+
+_VIDEO_MODELS, _VIDEO_SPECS = video_specs(HF, MISSING)
+MODELS.update(_VIDEO_MODELS)
+SPECS.update(_VIDEO_SPECS)

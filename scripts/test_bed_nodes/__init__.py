@@ -14,6 +14,7 @@ swap changes only the class and the file names.
   tiny_models/qwen3_text.py), Qwen2.5-VL 7B of Qwen-Image (type qwen_image; tiny_models/qwen_image_parts.py),
   Qwen3-VL-4B of Krea 2 (type krea2; tiny_models/krea2_text.py).
   The stand-in is picked by the file's metadata ``kind``, as ComfyUI picks the encoder by its keys.
+  Also UMT5-XXL of Wan (type wan; tiny_models/wan22_parts.py: the tokenizer from the file, as the real one).
 """
 from __future__ import annotations
 
@@ -31,6 +32,7 @@ from tiny_models.flux_text import load_tiny_flux_clip  # noqa: E402
 from tiny_models.krea2_text import KREA2_TEXT, load_tiny_krea2_clip  # noqa: E402
 from tiny_models.qwen3_text import KLEIN_TEXT, QWEN3_TEXT, load_tiny_klein_clip, load_tiny_qwen3_clip  # noqa: E402
 from tiny_models.qwen_image_parts import QWEN25VL_TEXT, load_tiny_qwen_image_clip  # noqa: E402
+from tiny_models.wan22_parts import UMT5_TEXT, load_tiny_wan_clip  # noqa: E402
 
 CATEGORY = "atelier test bed"
 
@@ -73,6 +75,9 @@ TINY_TEXT_ENCODERS = {QWEN3_TEXT: ("lumina2", load_tiny_qwen3_clip), KLEIN_TEXT:
                       KREA2_TEXT: ("krea2", load_tiny_krea2_clip)}
 
 
+TINY_TEXT_ENCODERS[UMT5_TEXT] = ("wan", load_tiny_wan_clip)  # UMT5-XXL of Wan (tiny_models/wan22_parts.py)
+
+
 def file_kind(path) -> str:
     from safetensors import safe_open
     with safe_open(str(path), framework="pt") as f:
@@ -89,7 +94,7 @@ class TestBedCLIPLoader:
     @classmethod
     def INPUT_TYPES(cls):
         return {"required": {"clip_name": (folder_paths.get_filename_list("text_encoders"),),
-                             "type": (["lumina2", "qwen_image", "flux2", "krea2"],)},  # lumina2 first: saved graphs keep it
+                             "type": ([kind for kind, _ in TINY_TEXT_ENCODERS.values()],)},  # lumina2 first: saved graphs keep it
                 "optional": {"device": (["default", "cpu"],)}}
 
     def load(self, clip_name, type, device="default"):

@@ -15,6 +15,7 @@ stand-ins in the test bed instead. :func:`for_test_bed` is that one rewrite, in 
 - every image a LoadImage names -> the test bed's reference or content picture;
 - every latent / image size (and a size-aware scheduler's) -> ``size`` px (the tiny models' scale), every ``steps`` -> about a fifth
   (one map for all nodes, so steps that must match between inversion and regeneration still match).
+- every video clip length (Wan 2.2's latent) -> at most ``TEST_FRAMES`` frames (3 latent frames).
 
 A name the map does not know raises ``KeyError``: a new template must add its files here.
 """
@@ -86,6 +87,16 @@ MODEL_INPUTS = ("ckpt_name", "lora_name", "clip_name", "control_net_name", "ipad
                 "clip_name1", "clip_name2", "vae_name")
 SIZED_NODES = ("EmptyLatentImage", "EmptySD3LatentImage", "EmptyFlux2LatentImage", "Flux2Scheduler", "ImageScale")
 TEST_SIZE = 256
+# Wan 2.2 5B (the video templates, both test beds): its files, its latent node sized like an image's, and the
+# clip length the test bed samples
+from .wan import WAN22_TI2V  # noqa: E402
+from .wan22_parts import UMT5_TEXT, WAN22_VAE  # noqa: E402
+
+TINY_MODELS.update({"wan2.2_ti2v_5B_fp16.safetensors": WAN22_TI2V, "umt5_xxl_fp8_e4m3fn_scaled.safetensors": UMT5_TEXT,
+                    "wan2.2_vae.safetensors": WAN22_VAE})
+VIDEO_NODES = ("Wan22ImageToVideoLatent",)
+SIZED_NODES += VIDEO_NODES
+TEST_FRAMES = 9
 
 
 def bed_steps(steps: int) -> int:
@@ -110,6 +121,8 @@ def for_test_bed(prompt: dict, size: int = TEST_SIZE, fast: bool = True) -> dict
             for name in ("width", "height"):
                 if isinstance(inputs.get(name), int):
                     inputs[name] = size
+        if node.get("class_type") in VIDEO_NODES and isinstance(inputs.get("length"), int):
+            inputs["length"] = min(inputs["length"], TEST_FRAMES)
         if isinstance(inputs.get("steps"), int):
             inputs["steps"] = bed_steps(inputs["steps"])
     return out

@@ -18,9 +18,9 @@ import pytest
 import torch
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from tests.comfy.dit_helpers import adain, aesthetic_mix, pack, spy_on
+from tests.comfy.dit_helpers import adain, aesthetic_mix, pack
 from tests.comfy.style_aligned_node import NEUTRAL, style_aligned
-from tests.comfy.video_models import forget, streams, tiny
+from tests.comfy.video_models import forget, spy_separate_calls, streams, tiny
 from tests.tolerance import (ONE_CALL, ROUND_TRIP, SAMPLING, assert_changed, assert_close, assert_exact,
                              rel_rms)
 
@@ -80,28 +80,6 @@ def region_node(comfy, cond, box=(0.0, 0.0, 0.5, 1.0), keyframes="", weight=1.0)
 
 def regional(comfy, model, regions):
     return comfy.node_class("AtelierRegionalAttention").execute(model, regions, "all", 0.0, 1.0).args[0]
-
-
-def spy_separate_calls(run):
-    """Run ``run()`` recording every call the pack's video override handles: its layer key, q/k/v as the
-    model gave them, the prompt's token count, what the model's own attention gives on the prompt's keys
-    alone (the same function, the same arguments), and what the override returned."""
-    calls = []
-
-    def record(override, func, args, kwargs, out):
-        q, k, v = args[:3]
-        text = override.tokens.text
-        model_mask = kwargs.get("mask", args[4] if len(args) > 4 else None)  # by name, or (0.3.75) by position
-        if model_mask is not None and k.shape[-2] != q.shape[-2]:
-            model_mask = model_mask[..., :text]
-        heads = kwargs.get("heads", args[3] if len(args) > 3 else None)
-        rest = {n: a for n, a in kwargs.items() if n not in ("heads", "mask")}  # transformer_options, precision
-        own = func(q, k[:, :text], v[:, :text], heads, mask=model_mask, **rest) if k.shape[-2] != q.shape[-2] else None
-        options = kwargs.get("transformer_options") or {}
-        calls.append(dict(key=override.family.layer_key(options), q=q, k=k, v=v, heads=heads, text=text, own=own,
-                          out=out, cond_or_uncond=list(options.get("cond_or_uncond", [0]))))
-    spy_on(pack("attention.dispatch.separate_override").SeparateOverride, run, record)
-    return calls
 
 
 # ---- neutral settings -------------------------------------------------------------------------------------
