@@ -183,8 +183,8 @@ class AtelierInvertedNoise(io.ComfyNode):
                 "at x = noise at s = 1) start there bit for bit; eps / v UNets to float rounding. Works with "
                 "any latent_image of the same size (AtelierInvert's noised_latent is the natural one)."),
             inputs=[
-                io.Model.Input("model", tooltip="The model SamplerCustomAdvanced's guider samples (the one "
-                                                "the picture was inverted with)."),
+                io.Model.Input("model", tooltip="The model SamplerCustomAdvanced's guider samples: the one the "
+                                                f"picture was inverted with ({families_running((INVERSION, ()))})."),
                 TrajectoryType.Input("trajectory", tooltip="AtelierInvert's trajectory: its x_T (model space) "
                                                            "and first sigma."),
             ],
