@@ -46,21 +46,28 @@ def regional_label(regions: int) -> str:
     return f"regional ({regions} region{'s' if regions > 1 else ''})"
 
 
-def joint_minimums(base, batch: int, regions=(1,), slots=None) -> dict:
+def joint_minimums(base, batch: int, regions=(1,), slots=None, appended=None) -> dict:
     """FLOP minimums on a DiT, from vanilla's counts: StyleAligned's shared rows ((B-1)/B of the batch) attend
     to twice the image keys, (B-1)/B of the joint attention products more (a bound from above: the text
-    keys are not doubled); regional attention and aesthetic mixing need only their extra prompt tokens'
-    keys and values (5 tokens a prompt here, well under 1%): vanilla, a bound from below."""
+    keys are not doubled); regional attention with N regions needs the local prompts' stream tokens' own work
+    through the model and the image queries' products with their keys: ``appended[N]``, vanilla's FLOPs with
+    the N local prompts' tokens appended to its prompt (a close bound from above: there the prompts also
+    attend each other); aesthetic mixing needs only the aesthetic prompt's values: vanilla, a bound from
+    below."""
     shared = base.flops + base.attention_flops * (batch - 1) / batch
     minimums = {"StyleAligned": (shared, "vanilla + (B-1)/B of its joint attention products, a bound from above"),
                 "StyleAligned + shift": (shared, "as StyleAligned; the folded shift adds pad/head_dim of them")}
     for n in regions:
-        minimums[regional_label(n)] = (base.flops, "vanilla, a bound from below: the local prompts' own keys only")
+        if appended and n in appended:
+            minimums[regional_label(n)] = (appended[n], f"vanilla with the {n} local prompts' tokens appended to its "
+                                                        "prompt: their own work and keys")
+        else:
+            minimums[regional_label(n)] = (base.flops, "vanilla, a bound from below: the local prompts' own keys only")
     minimums["aesthetic mix"] = (base.flops, "vanilla, a bound from below: the aesthetic prompt's own values only")
     return minimums
 
 
-def unet_minimums(base, batch: int, regions=(1,), slots=("attn1", "attn2")) -> dict:
+def unet_minimums(base, batch: int, regions=(1,), slots=("attn1", "attn2"), appended=None) -> dict:
     """FLOP minimums where self- and cross-attention are separate modules (UNets, as bench_style_aligned,
     bench_regional and bench_aesthetic derive them; video transformers, whose modules ``slots`` names)."""
     self_flops, cross_flops = (base.module_attention_flops(slot) for slot in slots)
@@ -184,10 +191,10 @@ def bench_family(fam: Family, a, frames: int = 1) -> dict:
     latent = (fam.latent(a.batch, a.size, frames) if fam.latent is not None
               else torch.zeros(a.batch, fam.latent_channels, a.size // 8, a.size // 8))
 
-    def sample(patched):
+    def sample(patched, positive=pos):
         x = comfy.sample.fix_empty_latent_channels(patched, latent)  # [B, C, 1, H, W] where the VAE is Wan 2.1's
         noise = comfy.sample.prepare_noise(x, 0)
-        return comfy.sample.sample(patched, noise, a.steps, fam.cfg, "euler", fam.scheduler, pos, pos, x,
+        return comfy.sample.sample(patched, noise, a.steps, fam.cfg, "euler", fam.scheduler, positive, positive, x,
                                    disable_pbar=True, seed=0)
 
     def timed(name, patched):
@@ -213,7 +220,12 @@ def bench_family(fam: Family, a, frames: int = 1) -> dict:
     timing = {name: (tr, mr) for name, (_, _, tr, mr) in (timings or {}).items()}
     print_cost_table(costs, a.steps)
     base = costs["vanilla"]
-    minimums = fam.minimums(base, a.batch, a.regions, fam.slots)
+    appended = {}
+    if fam.minimums.__name__ == "joint_minimums":  # the regional minimum: vanilla with the local prompts' tokens appended
+        for n in a.regions:
+            longer = fam.conditioning(8 + 5 * n, 1)
+            appended[n] = counted(lambda: sample(model, longer)).flops
+    minimums = fam.minimums(base, a.batch, a.regions, fam.slots, appended)
     for name, (flops, why) in minimums.items():
         print_minimum(name, costs, flops, why, timing=timing)
     rows = {}

@@ -25,7 +25,8 @@ OUT="$ROOT/.cache/cpu-kernels"
 mkdir -p "$OUT"
 export OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}"
 
-SETTINGS=("native" "ATEN_CPU_CAPABILITY=avx2" "ATEN_CPU_CAPABILITY=default" "ONEDNN_MAX_CPU_ISA=AVX2")
+# ATELIER_KERNEL_SETTINGS="native ATEN_CPU_CAPABILITY=avx2" runs only those (e.g. two checkouts side by side)
+read -ra SETTINGS <<< "${ATELIER_KERNEL_SETTINGS:-native ATEN_CPU_CAPABILITY=avx2 ATEN_CPU_CAPABILITY=default ONEDNN_MAX_CPU_ISA=AVX2}"
 TIERS=("unit:tests/unit" "in-process:tests/comfy")
 status=0
 summary=()
