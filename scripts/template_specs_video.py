@@ -65,8 +65,6 @@ over all frames, so the style holds across clips and time.
 
 {sampling} 49 frames (2 s) per clip; 121 for 5 s where memory allows.
 
-**Not on Wan:** **share_group_norm** (a transformer has no GroupNorm; refused with a message).
-
 {wan_models}
 """,
             "note_height": 570,
