@@ -2,13 +2,13 @@
 (contracting, non-contracting with Jacobian eigenvalues -3..-2, mixed, stalled) it reaches the exact
 solution within its budget; where the plain fixed-point iteration contracts it returns exactly what the
 plain refinement returned before the solver existed (a frozen copy below), row by row."""
-import math
 
 import pytest
 import torch
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from tests.pack import pack_module
+from tests.unit.test_inversion_maths import toy_denoiser  # a smooth nonlinear x0-predictor of any strength
 
 ddim = pack_module("inversion.ddim")
 fixed_point = pack_module("inversion.fixed_point")
@@ -176,19 +176,6 @@ def test_a_model_that_gives_nan_ends_as_the_plain_refinement_did():
 
 # ---- bit for bit where the plain iteration contracts -------------------------------------------------------
 
-def toy_denoiser(seed, strength, dtype):
-    """A smooth nonlinear x0-predictor (tests/unit/test_inversion_maths.py's, of any strength)."""
-    g = torch.Generator().manual_seed(seed)
-    a = torch.randn(4, 4, generator=g, dtype=torch.float64) * strength
-    bias = torch.randn(4, 1, 1, generator=g, dtype=torch.float64) * 0.1
-
-    def denoise(x, sigma):
-        c_in = 1.0 / math.sqrt(float(sigma) ** 2 + 1.0)
-        mixed = torch.einsum("ij,bjhw->bihw", a.to(x.dtype), torch.tanh(x * c_in))
-        return (x * c_in + mixed + bias.to(x.dtype)) / (1.0 + 0.1 * float(sigma))
-    return denoise
-
-
 def plain_history(denoise, x_low, s_low, s_high, refine, flow):
     """(rows whose plain refinement shrinks the residual at every one of its 1 + K evaluations, each
     row's relative residual of x_K)."""
@@ -208,7 +195,7 @@ def test_where_plain_iteration_contracts_the_result_is_todays_bit_for_bit(seed, 
                                                                           sigmas, budget):
     """Default budget: every row whose plain refinement contracts. A larger budget: those that also end
     within the tolerance (the others are stalls, accelerated on purpose)."""
-    denoise = toy_denoiser(seed, strength, dtype)
+    denoise = toy_denoiser(seed, strength)
     x_low = torch.randn(rows, 4, 3, 3, generator=torch.Generator().manual_seed(seed + 1), dtype=dtype)
     s_low, s_high = (torch.tensor(s, dtype=dtype) for s in sigmas)
     if flow:
@@ -231,7 +218,7 @@ def test_the_bit_for_bit_property_sees_contracting_and_non_contracting_steps():
     kinds = set()
     for strength in (0.1, 1.5):
         for sigmas in ((2.5, 6.0), (0.0, 0.14)):
-            denoise = toy_denoiser(3, strength, torch.float64)
+            denoise = toy_denoiser(3, strength)
             x_low = torch.randn(1, 4, 3, 3, generator=torch.Generator().manual_seed(4), dtype=torch.float64)
             contracting, _ = plain_history(denoise, x_low, torch.tensor(sigmas[0]), torch.tensor(sigmas[1]), 5, False)
             kinds.add(bool(contracting[0]))
@@ -239,7 +226,7 @@ def test_the_bit_for_bit_property_sees_contracting_and_non_contracting_steps():
 
 
 def test_plain_inversion_is_unchanged_and_measures_nothing():
-    denoise = toy_denoiser(0, 0.3, torch.float64)
+    denoise = toy_denoiser(0, 0.3)
     x0 = torch.randn(2, 4, 3, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
     sigmas = torch.tensor([14.6, 6.0, 2.5, 1.0, 0.3, 0.0], dtype=torch.float64)
     reports = []
